@@ -1,0 +1,81 @@
+#!/usr/bin/env python
+"""Benchmark: the 15 BraTS modality subsets of one volume, shared encoder/expert work (`predict_subsets`)
+against 15 separate sliding-window passes (`predict_volume`). Prints seconds (median of repeats) and the speed-up.
+
+    python bench/eval_subsets.py                      # the default grid below, CPU, 1 thread
+    python bench/eval_subsets.py --sizes 96 --widths 16,32,64,128 --roi 64 --repeats 3 --device cuda
+
+The FLOP accounting printed beside the timings explains the ratio: per window, 15 separate passes run
+sum_A |A| = 32 encoders and 32 expert decoders, 15 region heads and 15 fusion decoders; the shared pass runs
+4 encoders, 4 expert decoders, 15 region heads and 15 fusion decoders (batched). The fusion decoder is per subset
+by construction (the fused features differ per subset), so it bounds the speed-up.
+"""
+import argparse, statistics, time
+import torch
+from cloe_nb.core import all_subsets
+from cloe_nb.model import build_model
+from cloe_nb.inference import predict_volume, predict_subsets
+
+
+def _macs(module, *inputs):
+    "Multiply-accumulates of the convolutions of one call (forward hooks on Conv3d)."
+    total = [0]
+    def hook(m, i, o): total[0] += o.numel() * (m.in_channels // m.groups) * m.weight[0, 0].numel()
+    hs = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, torch.nn.Conv3d)]
+    with torch.no_grad(): module(*inputs)
+    for h in hs: h.remove()
+    return total[0]
+
+
+def flop_model(model, roi):
+    "Per-window MACs of one encoder, the expert decoder, the region head and the fusion decoder; ideal speed-up."
+    x = torch.randn(1, 1, *roi)
+    feats = model.encoders[0](x)
+    E, D = _macs(model.encoders[0], x), _macs(model.expert_decoder, feats)
+    h, Df = _macs(model.region_head, feats[0]), _macs(model.fusion_decoder, feats)
+    n_sub, n_mod = 15, 32                                  # subsets; sum over subsets of |A|
+    separate = n_mod * (E + D) + n_sub * (h + Df)
+    shared = 4 * (E + D) + n_sub * (h + Df)
+    return dict(E=E, D=D, h=h, Df=Df, separate=separate, shared=shared, ideal=separate / shared)
+
+
+def time_it(fn, repeats):
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter(); fn(); ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--grid', default='4,8,16,32:96:64;4,8,16,32:64:64;16,32,64,128:64:64',
+                    help='cases "widths:size:roi" separated by ";"')
+    ap.add_argument('--repeats', type=int, default=3)
+    ap.add_argument('--threads', type=int, default=1, help='torch CPU threads (1: stable numbers on a shared machine)')
+    ap.add_argument('--device', default='cpu')
+    ap.add_argument('--contrastive', action='store_true', help='build the model with the L_con head, as training does '
+                    '(CLoE.forward then also runs it in every separate pass; predict_subsets never does)')
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    print(f"device {a.device}, {a.threads} thread(s), median of {a.repeats}, contrastive head {'on' if a.contrastive else 'off'}")
+    print(f"{'widths':>16} {'size':>5} {'roi':>4} {'windows':>7} | {'15 separate s':>13} {'shared s':>9} {'speed-up':>8} | "
+          f"{'ideal (MACs)':>12}  E : D : h : Df (GMAC/window)")
+    for case in a.grid.split(';'):
+        w, size, roi = case.split(':')
+        widths, size, roi = tuple(int(v) for v in w.split(',')), int(size), int(roi)
+        torch.manual_seed(0)
+        model = build_model('full', 4, 4, widths, contrastive=a.contrastive).eval().to(a.device)
+        image = torch.randn(4, size, size, size)
+        masks = all_subsets()
+        separate = lambda: [predict_volume(model, image, m, roi=roi, device=a.device) for m in masks]
+        shared = lambda: predict_subsets(model, image, masks, roi=roi, device=a.device)
+        shared()                                           # warm-up
+        t_sep, t_sh = time_it(separate, a.repeats), time_it(shared, a.repeats)
+        f = flop_model(model.cpu(), (roi,) * 3); model.to(a.device)
+        n_win = (1 + -(-(size - roi) // int(roi * 0.5))) ** 3 if size > roi else 1
+        g = lambda v: f"{v / 1e9:.2f}"
+        print(f"{w:>16} {size:>5} {roi:>4} {n_win:>7} | {t_sep:>13.2f} {t_sh:>9.2f} {t_sep / t_sh:>7.2f}x | "
+              f"{f['ideal']:>11.2f}x  {g(f['E'])} : {g(f['D'])} : {g(f['h'])} : {g(f['Df'])}", flush=True)
+
+
+if __name__ == '__main__': main()
