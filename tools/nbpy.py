@@ -42,6 +42,15 @@ def _write(path, nb):
     tmp = Path(str(path) + '.tmp')
     tmp.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + '\n'); os.replace(tmp, path)
 
+def _keep_outputs(nb:dict, old:dict):
+    "Carry stored outputs over from `old` to the cells of `nb` whose source is unchanged."
+    outs = {}
+    for c in old['cells']:
+        if c['cell_type'] == 'code': outs.setdefault(''.join(c['source']) if isinstance(c['source'], list) else c['source'], c)
+    for c in nb['cells']:
+        o = outs.get(c['source']) if c['cell_type'] == 'code' else None
+        if o is not None: c['outputs'], c['execution_count'] = o.get('outputs', []), o.get('execution_count')
+
 _SKIP = re.compile(r'^#\|\s*(eval:\s*false|gpu)\s*$', re.M)
 def _skip(cell)->bool:
     "Cells the docs show without running: `#| eval: false` and `#| gpu`."
@@ -51,9 +60,13 @@ def _skip(cell)->bool:
 def main(cmd:str,  # py2nb | nb2py | run
          src:str,  # source file
          dest:str=None):  # destination (py2nb/nb2py); default: same name, other suffix
-    "py2nb: text -> notebook; nb2py: notebook -> text; run: execute a notebook in place, storing outputs."
+    "py2nb: text -> notebook (keeping stored outputs of unchanged cells); nb2py: notebook -> text; run: execute a notebook in place, storing outputs."
     src = Path(src)
-    if cmd == 'py2nb': _write(Path(dest or src.with_suffix('.ipynb')), py_to_nb(src.read_text()))
+    if cmd == 'py2nb':
+        dest = Path(dest or src.with_suffix('.ipynb'))
+        nb = py_to_nb(src.read_text())
+        if dest.exists(): _keep_outputs(nb, json.loads(dest.read_text()))
+        _write(dest, nb)
     elif cmd == 'nb2py': Path(dest or src.with_suffix('.py')).write_text(nb_to_py(json.loads(src.read_text())))
     elif cmd == 'run':
         from execnb.shell import CaptureShell
