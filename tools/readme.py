@@ -7,6 +7,19 @@ root = Path(__file__).resolve().parents[1]
 
 def _src(c): return ''.join(c['source']) if isinstance(c['source'], list) else c['source']
 
+def _images(c, n0:int)->list:
+    "PNG outputs of a cell, saved next to the README (nbs/index_files/) and linked."
+    import base64
+    links = []
+    for o in c.get('outputs', []):
+        png = o.get('data', {}).get('image/png')
+        if png is None: continue
+        f = root/'nbs'/'index_files'/f'readme_figure_{n0 + len(links)}.png'
+        f.parent.mkdir(exist_ok=True); data = base64.b64decode(''.join(png))
+        if not f.exists() or f.read_bytes() != data: f.write_bytes(data)
+        links.append(f"![]({f.relative_to(root).as_posix()})")
+    return links
+
 def _outputs(c):
     txt = ''.join(''.join(o.get('text', '')) if o['output_type'] == 'stream' else ''.join(o.get('data', {}).get('text/plain', ''))
                   for o in c.get('outputs', []) if o['output_type'] in ('stream', 'execute_result'))
@@ -20,7 +33,9 @@ def render(nb:dict)->str:
         if c['cell_type'] == 'markdown':
             s = re.sub(r'^# (.+)\n+> (.+)$', r'# \1\n\n\2', s, flags=re.M)
             parts.append(s)
-        elif not s.startswith('#|'): parts.append(f"```python\n{s}\n```" + _outputs(c))
+        elif not s.startswith('#|'):
+            parts.append(f"```python\n{s}\n```" + _outputs(c))
+            parts += _images(c, sum(p.startswith('![](') for p in parts))
     return '\n\n'.join(parts) + '\n'
 
 if __name__ == '__main__':
