@@ -39,11 +39,13 @@ def flop_model(model, roi):
     return dict(E=E, D=D, h=h, Df=Df, separate=separate, shared=shared, ideal=separate / shared)
 
 
-def time_it(fn, repeats):
-    ts = []
+def time_pair(fa, fb, repeats):
+    "Medians of interleaved timings of fa and fb (so both see the same background load), and the median ratio."
+    ta, tb = [], []
     for _ in range(repeats):
-        t = time.perf_counter(); fn(); ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
+        for f, ts in ((fa, ta), (fb, tb)):
+            t = time.perf_counter(); f(); ts.append(time.perf_counter() - t)
+    return statistics.median(ta), statistics.median(tb), statistics.median(a / b for a, b in zip(ta, tb))
 
 
 def main():
@@ -53,11 +55,12 @@ def main():
     ap.add_argument('--repeats', type=int, default=3)
     ap.add_argument('--threads', type=int, default=1, help='torch CPU threads (1: stable numbers on a shared machine)')
     ap.add_argument('--device', default='cpu')
+    ap.add_argument('--subset-batch', type=int, default=None, help='subsets per fusion-decoder call (default: all 15)')
     ap.add_argument('--contrastive', action='store_true', help='build the model with the L_con head, as training does '
                     '(CLoE.forward then also runs it in every separate pass; predict_subsets never does)')
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    print(f"device {a.device}, {a.threads} thread(s), median of {a.repeats}, contrastive head {'on' if a.contrastive else 'off'}")
+    print(f"device {a.device}, {a.threads} thread(s), medians of {a.repeats} interleaved repeats (speed-up: median of per-repeat ratios), contrastive head {'on' if a.contrastive else 'off'}")
     print(f"{'widths':>16} {'size':>5} {'roi':>4} {'windows':>7} | {'15 separate s':>13} {'shared s':>9} {'speed-up':>8} | "
           f"{'ideal (MACs)':>12}  E : D : h : Df (GMAC/window)")
     for case in a.grid.split(';'):
@@ -68,13 +71,13 @@ def main():
         image = torch.randn(4, size, size, size)
         masks = all_subsets()
         separate = lambda: [predict_volume(model, image, m, roi=roi, device=a.device) for m in masks]
-        shared = lambda: predict_subsets(model, image, masks, roi=roi, device=a.device)
+        shared = lambda: predict_subsets(model, image, masks, roi=roi, subset_batch=a.subset_batch, device=a.device)
         shared()                                           # warm-up
-        t_sep, t_sh = time_it(separate, a.repeats), time_it(shared, a.repeats)
+        t_sep, t_sh, ratio = time_pair(separate, shared, a.repeats)
         f = flop_model(model.cpu(), (roi,) * 3); model.to(a.device)
         n_win = (1 + -(-(size - roi) // int(roi * 0.5))) ** 3 if size > roi else 1
         g = lambda v: f"{v / 1e9:.2f}"
-        print(f"{w:>16} {size:>5} {roi:>4} {n_win:>7} | {t_sep:>13.2f} {t_sh:>9.2f} {t_sep / t_sh:>7.2f}x | "
+        print(f"{w:>16} {size:>5} {roi:>4} {n_win:>7} | {t_sep:>13.2f} {t_sh:>9.2f} {ratio:>7.2f}x | "
               f"{f['ideal']:>11.2f}x  {g(f['E'])} : {g(f['D'])} : {g(f['h'])} : {g(f['Df'])}", flush=True)
 
 
