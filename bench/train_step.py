@@ -116,8 +116,8 @@ def run_config(cfg:dict)->dict:
     dev, S, bs = cfg['device'], cfg['size'], cfg['bs']
     model = set_variant(make_model(cfg['formulation'], cfg['widths'], seed=cfg['seed']), cfg['variant']).to(dev)
     if cfg['checkpoint']:
-        from cloe_nb.blocks import checkpoint_blocks
-        checkpoint_blocks(model)
+        from cloe_nb.blocks import set_checkpointing
+        set_checkpointing(model)
     loss_fn = CLoELoss(model.n_classes)
     fwd_model = torch.compile(model) if cfg['compile'] else model
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -209,7 +209,7 @@ def main():
     ap.add_argument('--threads', type=int, default=0, help='torch threads (0: torch default)')
     ap.add_argument('--amp', default='none', choices=('none', 'bf16'))
     ap.add_argument('--compile', action='store_true', help='torch.compile the model')
-    ap.add_argument('--checkpoint', action='store_true', help='activation checkpointing (cloe_nb.blocks.checkpoint_blocks)')
+    ap.add_argument('--checkpoint', action='store_true', help='activation checkpointing (cloe_nb.blocks.set_checkpointing)')
     ap.add_argument('--no-flops', dest='flops', action='store_false', help='skip the FLOP count')
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--omp-wait', default='PASSIVE', help="OMP_WAIT_POLICY of the measuring processes ('' keeps the environment's); "
