@@ -29,7 +29,8 @@ def synthetic_brats_case(root:Path, cid='BraTS20_Training_001', shape=(240, 240,
     nib.save(nib.Nifti1Image(label, aff), str(d/f'{cid}_seg.nii.gz'))
     return d
 
-def main(workers=2, repeats=5, iters=40, patch=112):
+def main(workers=2, repeats=5, iters=40, patch=112)->dict:
+    "Print the figures; return them: preprocessing s/case, CPU ms per patch, patches/s per loader-thread count."
     tmp = Path(tempfile.mkdtemp(prefix='cloe_bench_'))
     try:
         t0 = time.perf_counter(); synthetic_brats_case(tmp/'data'); t_make = time.perf_counter() - t0
@@ -50,6 +51,7 @@ def main(workers=2, repeats=5, iters=40, patch=112):
         print(f"one patch {patch}^3 costs {1000 * statistics.median(cpu):.1f} ms of CPU time (1 thread, median of {repeats}x10) "
               f"-> at most {1 / statistics.median(cpu):.0f} patches/s per free core")
         print(f"load average now: {', '.join(f'{l:.1f}' for l in os.getloadavg())} on {os.cpu_count()} cores (wall-clock figures below shrink when the machine is shared)")
+        res = dict(prep_s=statistics.median(prep), patch_cpu_ms=1000 * statistics.median(cpu), patches_per_s={})
         for nw in sorted({0, 1, workers}):
             dls = cloe_dataloaders(tmp/'cache', valid_ids=[], patch=patch, bs=1, iters_per_epoch=iters, num_workers=nw, device='cpu')
             rates = []
@@ -57,6 +59,8 @@ def main(workers=2, repeats=5, iters=40, patch=112):
                 t0 = time.perf_counter(); n = sum(xb.shape[0] for xb, yb in dls.train); rates.append(n / (time.perf_counter() - t0))
             print(f"training patches {patch}^3, {nw} loader thread(s): {statistics.median(rates):.1f} patches/s "
                   f"(median of {len(rates)} epochs of {iters}: {', '.join(f'{r:.1f}' for r in rates)}; goal >= 25/s on 2 cores)")
+            res['patches_per_s'][nw] = statistics.median(rates)
+        return res
     finally: shutil.rmtree(tmp, ignore_errors=True)
 
 if __name__ == '__main__':
