@@ -57,7 +57,7 @@ def main():
     ap.add_argument('--device', default='cpu')
     ap.add_argument('--subset-batch', type=int, default=None, help='subsets per fusion-decoder call (default: all 15)')
     ap.add_argument('--contrastive', action='store_true', help='build the model with the L_con head, as training does '
-                    '(CLoE.forward then also runs it in every separate pass; predict_subsets never does)')
+                    '(inference never runs it: predict_volume and predict_subsets use CLoE.experts and CLoE.fuse_experts)')
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     print(f"device {a.device}, {a.threads} thread(s), medians of {a.repeats} interleaved repeats (speed-up: median of per-repeat ratios), contrastive head {'on' if a.contrastive else 'off'}")

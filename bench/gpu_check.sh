@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU check (issues 5 and 8): a few CLoE training steps at 112³ with RFNet widths and bf16 autocast (seconds/step,
 # peak GPU memory by torch.cuda.max_memory_allocated) beside the all-encoders-always formulation, the same in fp32,
-# and the all-15-subset evaluation against 15 separate passes. About 3 minutes of device time; prints tables.
+# the peak memory of a step with every modality in fp32/fp16 with and without activation checkpointing (does 112³
+# fit 12 GB?), and the all-15-subset evaluation against 15 separate passes. About 4 minutes of device time.
 #
 # Prepare (here, with network):   bash ../shared/tools/device-wheels.sh     # wheels into ./.whl (git-ignored)
 # On the lent GPU:                run(command="bash bench/gpu_check.sh", carry=[".whl"], timeout_s=420)
@@ -42,6 +43,10 @@ stage "training step, bf16 autocast, ${SIZE}³, widths $WIDTHS, bs $BS (CLoE vs 
   python3 bench/train_step.py --device "$DEVICE" --sizes "$SIZE" --widths "$WIDTHS" --bs "$BS" --repeats "$REPEATS" --amp bf16 --no-flops
 stage "training step, fp32, ${SIZE}³ (CLoE only)" "$STEP_LIMIT" \
   python3 bench/train_step.py --device "$DEVICE" --sizes "$SIZE" --widths "$WIDTHS" --bs "$BS" --repeats "$REPEATS" --formulations cloe --no-flops
+for opts in "--amp none" "--amp none --checkpoint" "--amp fp16" "--amp fp16 --checkpoint"; do   # fp16: what a T4 trains in
+  stage "peak memory, every modality, ${SIZE}³, $opts (CLoE only)" "$STEP_LIMIT" \
+    python3 bench/train_step.py --device "$DEVICE" --sizes "$SIZE" --widths "$WIDTHS" --bs "$BS" --repeats 2 --formulations cloe --subsets full --no-flops $opts
+done
 if [ "${COMPILE:-0}" = 1 ]; then
   stage "training step, bf16 + torch.compile, ${SIZE}³ (CLoE only)" 300 \
     python3 bench/train_step.py --device "$DEVICE" --sizes "$SIZE" --widths "$WIDTHS" --bs "$BS" --repeats "$REPEATS" --formulations cloe --amp bf16 --compile --no-flops

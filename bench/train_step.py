@@ -11,7 +11,9 @@ peak memory, FLOPs per step (torch.utils.flop_counter) and the CLoE / all-encode
 Each (size, formulation, variant) runs in its own process, so peak RSS is that configuration's. FLOPs per step
 are exact expectations under uniform subset sampling: the modality encoders are identical, so a sample's FLOPs
 depend only on |A|; the step is counted once per |A| = 1..M at batch 1 and weighted by C(M, k) / (2^M - 1).
-Timed steps use the learner's own subset draws (`sample_subsets`, seeded; the same draws for both formulations).
+Timed steps are stratified the same way: `repeats` steps for each |A| = 1..M (which modalities: seeded random), their
+medians weighted by C(M, k) / (2^M - 1) give the expected step under uniform sampling. (A handful of random draws
+would make the ratio depend on the draw: at batch 1 three steps may average |A| = 3.3 instead of 32/15 = 2.13.)
 """
 import argparse, math, os, resource, statistics, sys, time, platform, datetime
 import multiprocessing as mp
@@ -90,10 +92,14 @@ def step_flops(model, loss_fn, x, y, avail)->int:
     return fc.get_total_flops()
 
 
-def expected_flops(model, loss_fn, size:int, device:str='cpu')->float:
-    "Expected FLOPs per sample under uniform subset sampling (exact: FLOPs depend only on |A|)."
+def expected_flops(model, loss_fn, size:int, device:str='cpu', subsets:str='uniform')->float:
+    "Expected FLOPs per sample under uniform subset sampling (exact: FLOPs depend only on |A|), or with every modality ('full')."
     import torch
     M = model.n_modalities
+    if subsets == 'full':
+        x = torch.randn(1, M, size, size, size, device=device)
+        y = torch.randint(0, model.n_classes, (1, 1, size, size, size), device=device)
+        return float(step_flops(model, loss_fn, x, y, torch.ones(1, M, dtype=torch.bool, device=device)))
     x = torch.randn(1, M, size, size, size, device=device)
     y = torch.randint(0, model.n_classes, (1, 1, size, size, size), device=device)
     total = 0.
@@ -103,15 +109,42 @@ def expected_flops(model, loss_fn, size:int, device:str='cpu')->float:
     return total
 
 
+def flops_per_step(model, loss_fn, size:int, bs:int, device:str='cpu', subsets:str='uniform', flops_at:int=64)->tuple:
+    "(FLOPs per step, size counted at): counted at `size`, or above `flops_at` counted at `flops_at` and scaled by the voxel count."
+    at = size if size <= flops_at else flops_at     # convolution FLOPs are proportional to voxels (checked on the docs page)
+    return bs * expected_flops(model, loss_fn, at, device, subsets) * (size / at) ** 3, at
+
+
 def _rss_mb()->float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def subset_draws(bs:int, M:int, repeats:int, subsets:str='uniform', seed:int=0)->list:
+    "[(k, avail (bs, M))]: a full-set warm-up, then `repeats` draws of each size k = 1..M ('uniform') or of the full set ('full')."
+    import torch
+    g = torch.Generator().manual_seed(seed)
+    full = torch.ones(bs, M, dtype=torch.bool)
+    sizes = range(1, M + 1) if subsets == 'uniform' else (M,)
+    draws = [(M, full)]
+    for _ in range(repeats):
+        for k in sizes:
+            avail = torch.zeros(bs, M, dtype=torch.bool)
+            for b in range(bs): avail[b, torch.randperm(M, generator=g)[:k]] = True
+            draws.append((k, avail))
+    return draws
+
+
+def expected(rows:list, key:str, M:int)->float:
+    "Median of `key` per subset size k, weighted by k's share of the 2^M - 1 subsets (only the sizes present)."
+    ks = sorted({r['k'] for r in rows})
+    w = {k: math.comb(M, k) for k in ks}
+    return sum(w[k] * statistics.median(r[key] for r in rows if r['k'] == k) for k in ks) / sum(w.values())
+
+
 def run_config(cfg:dict)->dict:
-    "Time one configuration in this process: medians of `repeats` steps after one warm-up."
+    "Time one configuration in this process: the expected step over subset sizes (medians of `repeats` steps each) after a warm-up."
     import torch
     from cloe_nb.losses import CLoELoss
-    from cloe_nb.learner import sample_subsets
     if cfg['threads']: torch.set_num_threads(cfg['threads'])
     dev, S, bs = cfg['device'], cfg['size'], cfg['bs']
     model = set_variant(make_model(cfg['formulation'], cfg['widths'], seed=cfg['seed']), cfg['variant']).to(dev)
@@ -124,26 +157,28 @@ def run_config(cfg:dict)->dict:
     g = torch.Generator().manual_seed(cfg['seed'])
     x = torch.randn(bs, model.n_modalities, S, S, S, generator=g).to(dev)
     y = torch.randint(0, model.n_classes, (bs, 1, S, S, S), generator=g).to(dev)
-    draws = [sample_subsets(bs, model.n_modalities, None, generator=g).to(dev) for _ in range(cfg['repeats'] + 1)]
-    amp = torch.autocast(dev, dtype=torch.bfloat16, enabled=cfg['amp'] == 'bf16')
+    M = model.n_modalities
+    draws = subset_draws(bs, M, cfg['repeats'], cfg['subsets'], cfg['seed'])
+    amp = torch.autocast(dev.split(':')[0], dtype=torch.float16 if cfg['amp'] == 'fp16' else torch.bfloat16, enabled=cfg['amp'] != 'none')
     sync = torch.cuda.synchronize if dev.startswith('cuda') else (lambda: None)
     base_rss = _rss_mb()
     if dev.startswith('cuda'): torch.cuda.reset_peak_memory_stats()
     rows = []
-    for avail in draws:
+    for k, avail in draws:
+        avail = avail.to(dev)
         sync(); t0, c0 = time.perf_counter(), time.process_time()
         with amp: loss = loss_fn(fwd_model(x, avail), y)
         sync(); t1 = time.perf_counter()
         loss.backward(); sync(); t2 = time.perf_counter()
         opt.step(); opt.zero_grad(set_to_none=True); sync(); t3, c3 = time.perf_counter(), time.process_time()
-        rows.append(dict(fwd=t1 - t0, bwd=t2 - t1, opt=t3 - t2, step=t3 - t0, cpu=c3 - c0, n_avail=avail.sum().item() / bs))
-    rows = rows[1:]                                           # the first step is a warm-up
-    med = {k: statistics.median(r[k] for r in rows) for k in ('fwd', 'bwd', 'opt', 'step', 'cpu')}
-    res = dict(cfg, **med, mean_avail=statistics.mean(r['n_avail'] for r in rows), base_rss_mb=base_rss, peak_rss_mb=_rss_mb(),
+        rows.append(dict(fwd=t1 - t0, bwd=t2 - t1, opt=t3 - t2, step=t3 - t0, cpu=c3 - c0, k=k))
+    warmup, rows = rows[0]['step'], rows[1:]                  # the first step is a warm-up (and compiles, with --compile)
+    med = {key: expected(rows, key, M) for key in ('fwd', 'bwd', 'opt', 'step', 'cpu', 'k')}
+    res = dict(cfg, **med, mean_avail=med['k'], warmup=warmup, base_rss_mb=base_rss, peak_rss_mb=_rss_mb(),
                gpu_peak_gb=torch.cuda.max_memory_allocated() / 2**30 if dev.startswith('cuda') else None,
-               threads=torch.get_num_threads(), flops=None)
+               threads=torch.get_num_threads(), flops=None, flops_at=None)
     if cfg['flops']:
-        with amp: res['flops'] = bs * expected_flops(model, loss_fn, S, dev)
+        with amp: res['flops'], res['flops_at'] = flops_per_step(model, loss_fn, S, bs, dev, cfg['subsets'], cfg['flops_at'])
     return res
 
 
@@ -165,12 +200,14 @@ def machine()->str:
 def bench(sizes=(32, 48, 64), widths=(8, 16, 32, 64), bs:int=2, repeats:int=5, formulations=FORMULATIONS,
           variants=('split+cl',), device:str='cpu', threads:int=0, amp:str='none', compile:bool=False,
           checkpoint:bool=False, flops:bool=True, seed:int=0, inprocess:bool=False, omp_wait:str|None='PASSIVE',
-          printer=print)->list:
+          subsets:str='uniform', flops_at:int=64, printer=print)->list:
     "Run the grid and print one line per configuration plus the CLoE / all-encoders ratios; returns the rows."
     if omp_wait: os.environ['OMP_WAIT_POLICY'] = omp_wait   # read by libgomp when a child process imports torch
     printer(f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC | {machine()}")
     printer(f"widths {'-'.join(map(str, widths))}, bs {bs}, device {device}, amp {amp}, compile {compile}, checkpointing {checkpoint}, "
-            f"median of {repeats} steps after a warm-up; subsets uniform (sample_subsets)")
+            f"a warm-up, then {repeats} steps per "
+            + ("subset size, medians weighted as under uniform sampling" if subsets == 'uniform' else "configuration on the full set (the memory worst case)"))
+    if subsets not in ('uniform', 'full'): raise ValueError(f"subsets: expected 'uniform' or 'full', got {subsets!r}")
     hdr = (f"{'size':>4} {'formulation':>11} {'variant':>9} {'|A|':>4} | {'fwd s':>6} {'bwd s':>6} {'step s':>6} {'cpu s':>6} | "
            f"{'peak RSS MB':>11} {'+steps MB':>9} {'GPU GB':>6} | {'GFLOP/step':>10}")
     printer(hdr); printer('-' * len(hdr))
@@ -180,17 +217,38 @@ def bench(sizes=(32, 48, 64), widths=(8, 16, 32, 64), bs:int=2, repeats:int=5, f
             for form in formulations:
                 cfg = dict(size=size, widths=tuple(widths), bs=bs, repeats=repeats, formulation=form, variant=variant, device=device,
                            threads=threads, amp=amp, compile=compile, checkpoint=checkpoint, flops=flops, seed=seed,
+                           subsets=subsets, flops_at=flops_at,
                            inprocess=inprocess or device.startswith('cuda'))
                 r = _run_in_child(cfg); rows.append(r)
                 gpu = f"{r['gpu_peak_gb']:.2f}" if r['gpu_peak_gb'] is not None else '-'
-                fl = f"{r['flops'] / 1e9:.1f}" if r['flops'] else '-'
+                fl = (f"{r['flops'] / 1e9:.1f}" + ('*' if r['flops_at'] != size else '')) if r['flops'] else '-'
                 printer(f"{size:>4} {form:>11} {variant:>9} {r['mean_avail']:>4.2f} | {r['fwd']:>6.2f} {r['bwd']:>6.2f} {r['step']:>6.2f} "
                         f"{r['cpu']:>6.2f} | {r['peak_rss_mb']:>11.0f} {r['peak_rss_mb'] - r['base_rss_mb']:>9.0f} {gpu:>6} | {fl:>10}")
+                if compile: printer(f"{'':>4} warm-up step (torch.compile compiling): {r['warmup']:.1f} s")
             if set(FORMULATIONS) <= set(formulations):
                 c, a = (next(r for r in rows if r['size'] == size and r['variant'] == variant and r['formulation'] == f) for f in FORMULATIONS)
-                fr = f", FLOPs {c['flops'] / a['flops']:.2f}x (exact expectation)" if c['flops'] and a['flops'] else ''
+                fr = (f", FLOPs {c['flops'] / a['flops']:.2f}x (expectation, " + ('scaled' if c['flops_at'] != size else 'exact') + ")") if c['flops'] and a['flops'] else ''
+                if c['flops_at'] and c['flops_at'] != size:
+                    printer(f"{'':>4} * counted at {c['flops_at']}³ and scaled by (size/{c['flops_at']})³")
                 printer(f"{'':>4} CLoE / all-encoders at {size}³ ({variant}): step {c['step'] / a['step']:.2f}x wall, "
                         f"{c['cpu'] / a['cpu']:.2f}x CPU time{fr}  (goal <= 0.8x)")
+    return rows
+
+
+def read_table(path)->list:
+    "The configuration rows of a saved `bench` printout (e.g. bench/results/*.txt) as dicts, with the section they follow."
+    import re
+    row = re.compile(r'^\s*(\d+)\s+(cloe|all)\s+(\S+)\s+([\d.]+) \|\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+) \|'
+                     r'\s+(\d+)\s+(-?\d+)\s+(\S+) \|\s+(\S+)\s*$')
+    rows, section, setup = [], '', ''
+    for line in open(path, encoding='utf-8'):
+        if line.startswith('=='): section = line[2:].strip()
+        elif line.startswith('widths '): setup = line.strip()
+        elif m := row.match(line):
+            g = m.groups()
+            rows.append(dict(section=section, setup=setup, size=int(g[0]), formulation=g[1], variant=g[2], mean_avail=float(g[3]),
+                             fwd=float(g[4]), bwd=float(g[5]), step=float(g[6]), cpu=float(g[7]), peak_rss_mb=float(g[8]),
+                             steps_mb=float(g[9]), gflops=None if g[11] == '-' else float(g[11].rstrip('*'))))
     return rows
 
 
@@ -207,16 +265,20 @@ def main():
     ap.add_argument('--variants', default='split+cl', help=f"comma list of {VARIANTS}: the optimisations one by one")
     ap.add_argument('--device', default='cpu')
     ap.add_argument('--threads', type=int, default=0, help='torch threads (0: torch default)')
-    ap.add_argument('--amp', default='none', choices=('none', 'bf16'))
+    ap.add_argument('--amp', default='none', choices=('none', 'bf16', 'fp16'), help='autocast dtype (fp16: what a T4 trains in; no loss scaling here)')
     ap.add_argument('--compile', action='store_true', help='torch.compile the model')
     ap.add_argument('--checkpoint', action='store_true', help='activation checkpointing (cloe_nb.blocks.set_checkpointing)')
     ap.add_argument('--no-flops', dest='flops', action='store_false', help='skip the FLOP count')
+    ap.add_argument('--flops-at', type=int, default=64, help='count FLOPs at this size when larger and scale by the voxel count')
+    ap.add_argument('--subsets', default='uniform', choices=('uniform', 'full'),
+                    help="uniform subset sampling (the paper's protocol) or every modality (the memory worst case)")
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--omp-wait', default='PASSIVE', help="OMP_WAIT_POLICY of the measuring processes ('' keeps the environment's); "
                     "PASSIVE stops idle OpenMP threads spinning, which on a shared or oversubscribed CPU costs 2-3x")
     a = ap.parse_args()
     bench(_ints(a.sizes), _ints(a.widths), a.bs, a.repeats, tuple(a.formulations.split(',')), tuple(a.variants.split(',')),
-          a.device, a.threads, a.amp, a.compile, a.checkpoint, a.flops, a.seed, omp_wait=a.omp_wait or None)
+          a.device, a.threads, a.amp, a.compile, a.checkpoint, a.flops, a.seed, omp_wait=a.omp_wait or None,
+          subsets=a.subsets, flops_at=a.flops_at)
 
 
 if __name__ == '__main__':
