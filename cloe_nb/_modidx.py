@@ -333,9 +333,9 @@ d = { 'settings': { 'branch': 'main',
                              'cloe_nb.viz.explore': ('viz.html#explore', 'cloe_nb/viz.py'),
                              'cloe_nb.viz.paper_order': ('viz.html#paper_order', 'cloe_nb/viz.py'),
                              'cloe_nb.viz.plane_slice': ('viz.html#plane_slice', 'cloe_nb/viz.py'),
-                             'cloe_nb.viz.predict_case': ('viz.html#predict_case', 'cloe_nb/viz.py'),
                              'cloe_nb.viz.show_case': ('viz.html#show_case', 'cloe_nb/viz.py'),
                              'cloe_nb.viz.show_curves': ('viz.html#show_curves', 'cloe_nb/viz.py'),
                              'cloe_nb.viz.show_experts': ('viz.html#show_experts', 'cloe_nb/viz.py'),
                              'cloe_nb.viz.subset_heatmap': ('viz.html#subset_heatmap', 'cloe_nb/viz.py'),
-                             'cloe_nb.viz.to_display': ('viz.html#to_display', 'cloe_nb/viz.py')}}}
+                             'cloe_nb.viz.to_display': ('viz.html#to_display', 'cloe_nb/viz.py'),
+                             'cloe_nb.viz.view_prediction': ('viz.html#view_prediction', 'cloe_nb/viz.py')}}}

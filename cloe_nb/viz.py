@@ -21,7 +21,7 @@ from .core import (BRATS_MODALITIES, PROSTATE_MODALITIES, LabelConvention, get_c
 # %% auto #0
 __all__ = ['DISPLAY_AXES', 'PLANES', 'CLASS_COLOURS', 'EXPERT_PANELS', 'to_display', 'plane_slice', 'class_colours',
            'best_slices', 'show_case', 'expert_agreement', 'show_experts', 'paper_order', 'subset_heatmap',
-           'show_curves', 'predict_case', 'Explorer', 'explore']
+           'show_curves', 'view_prediction', 'Explorer', 'explore']
 
 # %% ../nbs/40_viz.ipynb #d98f572a
 DISPLAY_AXES = ('L', 'P', 'S')   # voxel axes of the display grid every figure reorients to
@@ -362,7 +362,7 @@ def show_curves(run_dir:str|Path,       # a run folder with log.csv (written by 
     return fig
 
 # %% ../nbs/40_viz.ipynb #639bc96f
-def predict_case(model:'torch.nn.Module',  # a CLoE model called as model(x, avail)
+def view_prediction(model:'torch.nn.Module',  # a CLoE model called as model(x, avail)
                  image:np.ndarray,         # (M, X, Y, Z) z-scored images of one case
                  avail:tuple,              # (M,) availability of the subset to predict with
                  modalities:tuple=BRATS_MODALITIES,  # modality tags of the image channels
@@ -416,7 +416,7 @@ class Explorer:
     def predict(self, mask:tuple)->dict:
         "The model's prediction with the subset `mask` (cached)."
         mask = tuple(bool(m) for m in mask)
-        if mask not in self._cache: self._cache[mask] = predict_case(self.model, self.image, mask, self.modalities, self.convention, self.roi)
+        if mask not in self._cache: self._cache[mask] = view_prediction(self.model, self.image, mask, self.modalities, self.convention, self.roi)
         return self._cache[mask]
 
     def figure(self, **changes)->Figure:
