@@ -96,17 +96,10 @@ def expected_flops(model, loss_fn, size:int, device:str='cpu', subsets:str='unif
     "Expected FLOPs per sample under uniform subset sampling (exact: FLOPs depend only on |A|), or with every modality ('full')."
     import torch
     M = model.n_modalities
-    if subsets == 'full':
-        x = torch.randn(1, M, size, size, size, device=device)
-        y = torch.randint(0, model.n_classes, (1, 1, size, size, size), device=device)
-        return float(step_flops(model, loss_fn, x, y, torch.ones(1, M, dtype=torch.bool, device=device)))
     x = torch.randn(1, M, size, size, size, device=device)
     y = torch.randint(0, model.n_classes, (1, 1, size, size, size), device=device)
-    total = 0.
-    for k in range(1, M + 1):
-        avail = (torch.arange(M, device=device) < k)[None]
-        total += math.comb(M, k) / (2 ** M - 1) * step_flops(model, loss_fn, x, y, avail)
-    return total
+    weights = {k: math.comb(M, k) / (2 ** M - 1) for k in range(1, M + 1)} if subsets == 'uniform' else {M: 1.}
+    return sum(w * step_flops(model, loss_fn, x, y, (torch.arange(M, device=device) < k)[None]) for k, w in weights.items())
 
 
 def flops_per_step(model, loss_fn, size:int, bs:int, device:str='cpu', subsets:str='uniform', flops_at:int=64)->tuple:
