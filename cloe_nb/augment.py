@@ -6,12 +6,13 @@ Docs: https://cloe-nb.github.io/cloe_nb/augment.html.md"""
 
 # %% ../nbs/04_augment.ipynb #c46abc7c
 from __future__ import annotations
-import os, random, threading
+import math, os, random, threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import numpy as np
 import torch
+from torch import Tensor
 from torch.utils.data import Dataset
 from monai.transforms import (Compose, RandSpatialCropd, RandCropByPosNegLabeld, SpatialPadd, SpatialCropd,
                               RandFlipd, RandScaleIntensityd, RandShiftIntensityd)
@@ -22,7 +23,8 @@ from .preprocess import CacheEntry, load_cache
 from .datasets import kfold_split
 
 # %% auto #0
-__all__ = ['train_transforms', 'to_train_types', 'center_crop_box', 'PatchDataset', 'ThreadedDataLoader', 'cloe_dataloaders']
+__all__ = ['CORRUPTIONS', 'train_transforms', 'to_train_types', 'center_crop_box', 'PatchDataset', 'corrupt_modality',
+           'ThreadedDataLoader', 'cloe_dataloaders']
 
 # %% ../nbs/04_augment.ipynb #2ee2b6b6
 def train_transforms(patch:int|tuple=112,  # patch size (one int for a cube)
@@ -127,6 +129,42 @@ class PatchDataset(Dataset):
             if e.id not in self._indices: self._indices[e.id] = _fg_bg_indices(e.label, seed=self.seed)
             d['fg_indices'], d['bg_indices'] = self._indices[e.id]
         return _as_batch_item(tfm(d))
+
+# %% ../nbs/04_augment.ipynb #784d210f
+CORRUPTIONS = ('noise', 'flip', 'bias')
+_STRENGTH = dict(noise=1., flip=None, bias=3.)
+
+def _bias_field(shape, strength, generator):
+    "A smooth random quadratic field over the volume, scaled to [-log(strength), log(strength)]."
+    grids = torch.meshgrid(*[torch.linspace(-1, 1, s) for s in shape], indexing='ij')
+    terms = [*grids, *(g * g for g in grids), grids[0] * grids[1], grids[1] * grids[2], grids[0] * grids[2]]
+    coef = torch.randn(len(terms), generator=generator)
+    f = sum(c * t for c, t in zip(coef, terms))
+    f = f - f.mean()
+    return f / f.abs().max().clamp(min=1e-6) * math.log(strength)
+
+def corrupt_modality(x:Tensor,                   # (*spatial) one modality of one case (z-scored)
+                     kind:str,                   # 'noise', 'flip' or 'bias'
+                     mask:Tensor|None=None,      # (*spatial) bool, where the brain is; None: the nonzero voxels
+                     strength:float|None=None,   # noise std in units of the modality's std (1), or bias range factor (3)
+                     generator:torch.Generator|None=None  # RNG; None: torch's global one
+                    )->Tensor:                   # a corrupted copy of x, same shape and dtype
+    "A corrupted copy of one modality: Gaussian noise in the brain, a left-right flip, or a strong bias field."
+    if kind not in CORRUPTIONS: raise ValueError(f"corruption: expected one of {CORRUPTIONS}, got {kind!r}")
+    if x.ndim != 3: raise ValueError(f"x: expected one modality volume (D, H, W), got shape {tuple(x.shape)}")
+    if kind == 'flip': return x.flip(0)
+    strength = _STRENGTH[kind] if strength is None else strength
+    m = (x != 0) if mask is None else mask.bool()
+    if not m.any(): return x.clone()
+    xf = x.float()
+    inside = xf[m]
+    if kind == 'noise':
+        noise = torch.randn(x.shape, generator=generator) * inside.std().clamp(min=1e-6) * strength
+        return torch.where(m, xf + noise.to(xf.device), xf).to(x.dtype)
+    if strength <= 1: raise ValueError(f"strength: a bias field needs a range factor > 1, got {strength}")
+    y = (xf - inside.min()) * _bias_field(x.shape, strength, generator).to(xf.device).exp()
+    y = (y - y[m].mean()) / y[m].std().clamp(min=1e-6)
+    return torch.where(m, y, xf).to(x.dtype)
 
 # %% ../nbs/04_augment.ipynb #edaa2ec0
 def _bounded_map(f, items, n_threads, ahead):

@@ -12,15 +12,17 @@ import numpy as np
 import pandas as pd
 import nibabel as nib
 from fastcore.script import call_parse, store_true
-from .core import atomic_write, cli_errors, get_convention, parse_subset, subset_name, all_subsets
+from .core import atomic_write, cli_errors, get_convention, parse_subset, subset_name, all_subsets, region_masks
+from .augment import corrupt_modality, CORRUPTIONS
+import torch
 from .datasets import find_cases, load_split, read_id_file
 from .preprocess import CacheEntry, is_cache, load_cache, prepare_case
-from .metrics import (score_case, score_volumes, subset_table, compare_with_published, write_table, write_atomic,
+from .metrics import (dice_scores, score_case, score_volumes, subset_table, compare_with_published, write_table, write_atomic,
                              table_to_markdown)
 
 # %% auto #0
 __all__ = ['find_predictions', 'score_predictions', 'score_cli', 'resolve_split', 'eval_cases', 'load_model', 'evaluate_run',
-           'evaluate_cli']
+           'corruption_case', 'corruption_summary', 'corruption_plot', 'evaluate_cli']
 
 # %% ../nbs/32_evaluate.ipynb #4ea3aa3e
 _PRED_SUFFIXES = ('_seg.nii.gz', '_seg.nii')
@@ -198,15 +200,19 @@ def evaluate_run(run_or_checkpoint:str|Path,  # run folder (best.pth, else last.
                  et_threshold:int=500,        # RFNet's ET post-processing threshold, voxels
                  layout:str='auto',           # dataset layout when `data` is a dataset folder
                  device:str|None=None,        # 'cuda', 'cpu', ... (None: CUDA if available)
-                 progress:bool=True           # print a line per case
+                 progress:bool=True,          # print a line per case
+                 corrupt:str|tuple|None=None  # also run the corruption test: kinds, e.g. 'noise,flip,bias' (None: off)
                 )->dict:                      # {'per_case', 'dice', 'hd95', 'published'} DataFrames and 'files'
     "Evaluate a trained model on every case and modality subset; write per-case scores, the paper's tables and a heatmap."
     out = Path(out).expanduser(); out.mkdir(parents=True, exist_ok=True)
     ids = resolve_split(split)
     if ids is not None and len(set(ids)) != len(ids): raise ValueError(f"split: case ids appear more than once, e.g. {[i for i in ids if ids.count(i) > 1][:3]}")
     from cloe_nb.inference import predict_subsets, segmentation
+    kinds = tuple(k for k in (corrupt.split(',') if isinstance(corrupt, str) else corrupt or ()) if k)
+    bad = [k for k in kinds if k not in CORRUPTIONS]
+    if bad: raise ValueError(f"corrupt: unknown corruption(s) {bad}; expected a comma-separated subset of {', '.join(CORRUPTIONS)}")
     model = info = masks = modalities = convention = window = None
-    rows, t0 = [], time.time()
+    rows, crows, t0 = [], [], time.time()
     with contextlib.closing(eval_cases(data, ids, layout, workdir=out)) as cases:   # its temporary folder goes, whatever happens
         for n, entry in enumerate(cases):
             meta = entry.meta
@@ -223,6 +229,9 @@ def evaluate_run(run_or_checkpoint:str|Path,  # run folder (best.pth, else last.
                 rows.append(dict(case=entry.id, subset=name) | score_case(pred, truth, convention, meta['spacing'], et_threshold, f"case {entry.id}, subset {name}"))
             per_case = pd.DataFrame(rows)
             write_table(per_case, out/'per_case.csv')
+            if kinds and hasattr(model, 'experts'):
+                crows += [dict(case=entry.id) | r for r in corruption_case(model, entry.image, truth, modalities, convention, kinds, window, overlap, n)]
+                write_table(pd.DataFrame(crows), out/'corruption_per_case.csv')
             if progress: print(f"[{n+1}] {entry.id}: {len(masks)} subsets, {time.time() - t0:.1f} s", flush=True)
     if not rows: raise ValueError(f"data {data}: no cases to evaluate")
     dice, hd95 = subset_table(per_case, convention, modalities, 'dice'), subset_table(per_case, convention, modalities, 'hd95')
@@ -231,6 +240,12 @@ def evaluate_run(run_or_checkpoint:str|Path,  # run folder (best.pth, else last.
              if t is not None for ext in ('csv', 'md')]
     pub_row = published.xs('CLoE (paper)', level='source') if published is not None else None
     files += [_heatmap(dice, out/'heatmap.png', pub_row), out/'per_case.csv']
+    corruption = None
+    if crows:
+        corruption = corruption_summary(pd.DataFrame(crows), modalities, convention)
+        files += [write_table(corruption, out/f'corruption.{ext}') for ext in ('csv', 'md')] + [out/'corruption_per_case.csv']
+        fig = corruption_plot(corruption)
+        files.append(atomic_write(out/'corruption.png', lambda tmp: fig.savefig(tmp, dpi=100)))
     summary = dict(checkpoint=info['checkpoint'], model=type(model).__name__, ablation=getattr(model, 'ablation', None),
                    widths=list(getattr(model, 'widths', [])),
                    data=str(data), split=None if split is None else str(split), n_cases=int(per_case.case.nunique()),
@@ -238,7 +253,80 @@ def evaluate_run(run_or_checkpoint:str|Path,  # run folder (best.pth, else last.
                    roi=window, overlap=overlap, et_threshold=et_threshold, device=str(next(model.parameters()).device),
                    seconds=round(time.time() - t0, 1), scored_on='cropped grid with the original voxel size (same as the original grid)')
     files.append(write_atomic(out/'summary.json', json.dumps(summary, indent=1)))
-    return dict(per_case=per_case, dice=dice, hd95=hd95, published=published, files=files)
+    return dict(per_case=per_case, dice=dice, hd95=hd95, published=published, corruption=corruption, files=files)
+
+# %% ../nbs/32_evaluate.ipynb #3dff373a
+def corruption_case(model,                      # CLoE model in eval mode
+                    image:np.ndarray,           # (M, *S) preprocessed volume of one case (read only)
+                    truth:np.ndarray,           # (*S) class indices
+                    modalities:tuple,           # modality tags in tensor order
+                    convention:str='brats',     # label convention (regions)
+                    kinds:tuple=CORRUPTIONS,    # corruptions to apply, one modality at a time
+                    roi:int|tuple=112,          # sliding-window size
+                    overlap:float=0.5,          # sliding-window overlap
+                    seed:int=0                  # seed of the corruptions
+                   )->list:                     # rows: corruption, modality, subset, n_avail, w_<tag>, <R>_gate, <R>_uniform
+    "Dice of the model's fusion and of uniform fusion, and the fusion weights, with one modality corrupted at a time."
+    from cloe_nb.inference import predict_subsets, segmentation
+    lc, img = get_convention(convention), torch.as_tensor(np.asarray(image, dtype=np.float32))   # a private copy
+    brain, tm = (img != 0).any(0), region_masks(np.asarray(truth), lc)
+    rows = []
+    for kind, m in [('none', None)] + [(k, m) for k in kinds for m in range(len(modalities))]:
+        x = img
+        if m is not None:
+            x = img.clone(); x[m] = corrupt_modality(img[m], kind, brain, generator=torch.Generator().manual_seed(seed * 1000 + m))
+        masks = [s for s in all_subsets(modalities) if sum(s) >= 2 and (m is None or s[m])]
+        res = {w: predict_subsets(model, x, masks, roi, overlap, modalities=modalities, uniform=w == 'uniform') for w in ('gate', 'uniform')}
+        for k, mask in enumerate(masks):
+            row = dict(corruption=kind, modality='none' if m is None else modalities[m], subset=subset_name(mask, modalities), n_avail=sum(mask))
+            row |= {f"w_{t}": float(v) for t, v in zip(modalities, res['gate']['fusion_weights'][k])}
+            for w, r in res.items():
+                d = dice_scores(region_masks(segmentation(r['probs'][k]), lc), tm)
+                row |= {f"{name}_{w}": float(v) for name, v in zip(lc.regions, d)}
+            rows.append(row)
+    return rows
+
+def corruption_summary(df:pd.DataFrame,        # rows of `corruption_case` for several cases (column `case`)
+                       modalities:tuple,       # modality tags in tensor order
+                       convention:str='brats'  # label convention (regions)
+                      )->pd.DataFrame:         # one row per (corruption, modality)
+    "Per corruption and modality: the corrupted expert's weight (full set, and relative to 1/|A|), Dice gate vs uniform."
+    lc, full = get_convention(convention), len(modalities)
+    def _one(g):
+        kind, mod = g.name
+        out = {}
+        if mod == 'none':
+            w = g[[f"w_{t}" for t in modalities]].to_numpy()
+            dev = np.abs(w - np.where(w > 0, 1 / g.n_avail.to_numpy()[:, None], 0)).max(1)
+            f = g.n_avail == full
+            out |= dict(weight_full=np.nan, weight_rel=np.nan, max_dev_full=dev[f.to_numpy()].mean(),
+                        cases_dev_gt_005=float((dev[f.to_numpy()] > 0.05).mean()))
+        else:
+            w = g[f"w_{mod}"]
+            out |= dict(weight_full=w[g.n_avail == full].mean(), weight_rel=(w * g.n_avail).mean(), max_dev_full=np.nan, cases_dev_gt_005=np.nan)
+        for r in lc.regions: out |= {f"{r}_gate": 100 * g[f"{r}_gate"].mean(), f"{r}_uniform": 100 * g[f"{r}_uniform"].mean(),
+                                     f"{r}_gain": 100 * (g[f"{r}_gate"] - g[f"{r}_uniform"]).mean()}
+        return pd.Series(out)
+    return df.groupby(['corruption', 'modality'], sort=False).apply(_one)   # in the order of the rows: clean first
+
+def corruption_plot(summary:pd.DataFrame,      # from `corruption_summary`
+                    region:str='WT'            # region whose Dice gain is drawn
+                   ):                          # matplotlib Figure
+    "Two panels: the corrupted expert's weight in the full set (uniform = 1/M dashed), and the Dice gain of the gate over uniform."
+    from matplotlib.figure import Figure
+    s = summary.drop(index='none', level=0, errors='ignore')
+    kinds, mods = list(dict.fromkeys(s.index.get_level_values(0))), list(dict.fromkeys(s.index.get_level_values(1)))
+    fig = Figure(figsize=(8, 3), layout='constrained'); axs = fig.subplots(1, 2)
+    width = 0.8 / max(len(kinds), 1)
+    for i, k in enumerate(kinds):
+        xs = np.arange(len(mods)) + i * width
+        axs[0].bar(xs, [s.loc[(k, m), 'weight_full'] for m in mods], width, label=k)
+        axs[1].bar(xs, [s.loc[(k, m), f"{region}_gain"] for m in mods], width, label=k)
+    for ax in axs: ax.set_xticks(np.arange(len(mods)) + width * (len(kinds) - 1) / 2, mods)
+    axs[0].axhline(1 / len(mods), ls='--', c='k', lw=1); axs[0].set_ylabel('weight of the corrupted expert\n(all modalities available)')
+    axs[1].axhline(0, c='k', lw=1); axs[1].set_ylabel(f'{region} Dice gain, gate - uniform\n(points, subsets with it)')
+    axs[0].legend(title='corruption', fontsize=8)
+    return fig
 
 # %% ../nbs/32_evaluate.ipynb #99210041
 def _parse_roi(roi:str|None)->int|tuple|None:
@@ -260,9 +348,10 @@ def evaluate_cli(run:str,                 # run folder (best.pth, else last.pth)
                  subsets:str='all',       # 'all' or subset names separated by ';', e.g. 'T2;FLAIR+T1c'
                  et_threshold:int=500,    # RFNet's ET post-processing threshold, voxels
                  layout:str='auto',       # dataset layout when DATA is a dataset folder
-                 device:str=None):        # cuda or cpu (default: cuda if available)
+                 device:str=None,         # cuda or cpu (default: cuda if available)
+                 corrupt:str=None):       # also test reliability under corruption: e.g. noise,flip,bias (corruption.csv/.md/.png)
     "Evaluate a trained model on every case and all 15 modality subsets: per-case scores, the paper's tables, a heatmap."
-    res = evaluate_run(run, data, split, out, _parse_roi(roi), overlap, subsets, et_threshold, layout, device)
+    res = evaluate_run(run, data, split, out, _parse_roi(roi), overlap, subsets, et_threshold, layout, device, corrupt=corrupt)
     print(table_to_markdown(res['dice'], 1))
     print(f"wrote {', '.join(sorted(p.name for p in res['files']))} to {out}")
     return res

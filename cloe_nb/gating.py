@@ -10,7 +10,7 @@ import torch
 from torch import nn, Tensor
 
 # %% auto #0
-__all__ = ['masked_softmax', 'GatingNetwork', 'fuse']
+__all__ = ['SCORE_TRANSFORMS', 'masked_softmax', 'condition_scores', 'GatingNetwork', 'fuse']
 
 # %% ../nbs/12_gating.ipynb #9e13b437
 def _check_avail(avail:Tensor, shape:tuple):
@@ -27,6 +27,24 @@ def masked_softmax(logits:Tensor,  # (B, M) reliability logits
     with torch.autocast(logits.device.type, enabled=False):
         return logits.float().masked_fill(~avail, float('-inf')).softmax(-1)
 
+# %% ../nbs/12_gating.ipynb #7e4d7a8e
+SCORE_TRANSFORMS = ('raw', 'centered', 'log')
+
+def condition_scores(s:Tensor,              # (B, M) agreement scores (Eq. 6), 0 where missing
+                     avail:Tensor,          # (B, M) bool, which experts are available
+                     transform:str='log',   # 'raw' (paper), 'centered' or 'log' (see above)
+                     gain:float=10.,        # scale of the 'centered' contrast
+                     eps:float=1e-4         # floor of the disagreement 1 - s in 'log'
+                    )->Tensor:              # (B, M) float32 gate inputs, 0 where missing
+    "Gate inputs from agreement scores: raw, centred over the available experts, or centred log-disagreement."
+    if transform not in SCORE_TRANSFORMS: raise ValueError(f"score_transform: expected one of {SCORE_TRANSFORMS}, got {transform!r}")
+    s = s.float()
+    if transform == 'raw': return s * avail
+    u = gain * s if transform == 'centered' else -torch.log((1 - s).clamp(min=0) + eps)
+    u = u * avail
+    mean = u.sum(1, keepdim=True) / avail.sum(1, keepdim=True).clamp(min=1)
+    return (u - mean) * avail
+
 # %% ../nbs/12_gating.ipynb #18942ea7
 _SCORES = ('mec', 'rec')
 
@@ -36,23 +54,30 @@ class GatingNetwork(nn.Module):
                  hidden:int=16,                # hidden units of the MLP
                  inputs:tuple=('mec', 'rec'),  # which scores the gate sees (ablations drop one)
                  detach_scores:bool=True,      # treat scores as observations: no gradient into the experts
-                 monotone_init:bool=True):     # start as an increasing function of the scores
+                 monotone_init:bool=True,      # start as an increasing function of the scores
+                 score_transform:str='log',    # gate input: 'raw' (paper), 'centered' or 'log' (`condition_scores`)
+                 gain:float=10.):              # scale of the 'centered' input
         super().__init__()
         inputs = tuple(inputs)
         if not inputs or any(i not in _SCORES for i in inputs) or len(set(inputs)) != len(inputs):
             raise ValueError(f"inputs: expected a non-empty subset of {_SCORES}, got {inputs}")
-        self.inputs, self.detach_scores = inputs, detach_scores
+        if score_transform not in SCORE_TRANSFORMS: raise ValueError(f"score_transform: expected one of {SCORE_TRANSFORMS}, got {score_transform!r}")
+        self.inputs, self.detach_scores, self.score_transform, self.gain = inputs, detach_scores, score_transform, gain
         self.mlp = nn.Sequential(nn.Linear(len(inputs), hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, 1))
         if monotone_init:
             with torch.no_grad():
                 for lin in (self.mlp[0], self.mlp[2]): lin.weight.abs_()
 
-    def logits(self, s_mec:Tensor|None, s_rec:Tensor|None)->Tensor:  # (B, M) reliability logits z_m
-        "Reliability logits z_m = g(scores of expert m)."
+    def logits(self,
+               s_mec:Tensor|None,  # (B, M) MEC scores, or None when the gate does not see them
+               s_rec:Tensor|None,  # (B, M) REC scores, or None
+               avail:Tensor        # (B, M) bool, which experts are available (the centring is over them)
+              )->Tensor:           # (B, M) reliability logits z_m
+        "Reliability logits z_m = g(conditioned scores of expert m)."
         given = dict(mec=s_mec, rec=s_rec)
         missing = [k for k in self.inputs if given[k] is None]
         if missing: raise ValueError(f"s_{missing[0]}: the gate was built with inputs={self.inputs} but got None")
-        s = torch.stack([given[k].float() for k in self.inputs], -1)      # (B, M, n_inputs)
+        s = torch.stack([condition_scores(given[k], avail, self.score_transform, self.gain) for k in self.inputs], -1)
         if self.detach_scores: s = s.detach()
         return self.mlp(s.to(self.mlp[0].weight.dtype)).squeeze(-1)
 
@@ -61,7 +86,7 @@ class GatingNetwork(nn.Module):
                 s_rec:Tensor|None,  # (B, M) REC scores (Eq. 6)
                 avail:Tensor        # (B, M) bool, which experts are available
                )->Tensor:           # (B, M) fusion weights, rows sum to 1, exactly 0 for missing experts
-        return masked_softmax(self.logits(s_mec, s_rec), avail)
+        return masked_softmax(self.logits(s_mec, s_rec, avail), avail)
 
 # %% ../nbs/12_gating.ipynb #22e4962c
 def fuse(features:Tensor|list,  # (B, M, C, *spatial) features of one scale, or a list of them (one per scale)

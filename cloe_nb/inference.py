@@ -103,7 +103,7 @@ def predict_volume(model:torch.nn.Module,  # CLoE (or a baseline) called as mode
                 region=None if ep is None else out['region'][0], avail=a.cpu())
 
 # %% ../nbs/30_inference.ipynb #4bad3193
-def _subsets_predictor(model, masks:Tensor, subset_batch:int|None):
+def _subsets_predictor(model, masks:Tensor, subset_batch:int|None, uniform:bool=False, weights_log:list|None=None):
     "Window → fused probs of every subset (K*C channels), region maps (K), expert probs (M*C): encoders and experts once."
     K, M = masks.shape
     union = masks.any(0)
@@ -118,12 +118,14 @@ def _subsets_predictor(model, masks:Tensor, subset_batch:int|None):
         a = union.expand(n, -1)
         x = torch.where(a[:, :, None, None, None], xw, torch.zeros((), dtype=xw.dtype, device=xw.device))
         feats, expert_logits = model.experts(x, a)                               # every available encoder and expert, once
-        fused, regions = [], []
+        fused, regions, weights = [], [], []
         for start in range(0, K, subset_batch or K):
             chunk = masks[start:start + (subset_batch or K)]
-            out = model.fuse_experts(feats, expert_logits, chunk[:, None].expand(-1, n, -1))   # (k*n, ...), one decoder call
+            out = model.fuse_experts(feats, expert_logits, chunk[:, None].expand(-1, n, -1), uniform)   # (k*n, ...), one decoder call
+            weights.append(out['fusion_weights'].reshape(len(chunk), n, -1).transpose(0, 1))
             fused.append(out['logits'].float().softmax(1)); regions.append(torch.sigmoid(out['region_logits'].float()))
         fused, regions = torch.cat(fused), torch.cat(regions)
+        if weights_log is not None: weights_log.append(torch.cat(weights, 1).cpu())   # (n, K, M) per window
         C = fused.shape[1]
         probs = expert_logits.float().softmax(2)                                 # (n, M, C, *S)
         return dict(probs=fused.reshape(K, n, C, *fused.shape[2:]).transpose(0, 1).flatten(1, 2),
@@ -140,8 +142,9 @@ def predict_subsets(model:torch.nn.Module,   # CLoE (or a baseline) called as mo
                     sw_batch_size:int=1,      # windows per pass
                     subset_batch:int|None=None,  # subsets per fusion-decoder call; None: all at once
                     modalities:tuple|None=None,  # modality tags in tensor order (to parse subset names); None: BraTS for M=4
-                    device:str|None=None      # where to compute; None: the model's device
-                   )->dict:                   # subsets (K masks), probs (K,C,*S), region (K,*S) or None, expert_probs (M,C,*S) or None
+                    device:str|None=None,     # where to compute; None: the model's device
+                    uniform:bool=False        # fuse with plain-mean weights instead of the model's (the same experts without the gate)
+                   )->dict:                   # subsets, probs (K,C,*S), region (K,*S), expert_probs (M,C,*S), fusion_weights (K,M) mean over windows; None where the model has none
     "Whole-volume prediction for many modality subsets, sharing each window's encoder and expert work across subsets."
     M = model.n_modalities
     if modalities is None: modalities = BRATS_MODALITIES if M == 4 else PROSTATE_MODALITIES if M == 2 else tuple(f'm{i}' for i in range(M))
@@ -153,11 +156,13 @@ def predict_subsets(model:torch.nn.Module,   # CLoE (or a baseline) called as mo
     model = model.to(dev).eval()
     mask_t = torch.tensor(masks, dtype=torch.bool, device=dev)
     x, union = _as_input(model, image, mask_t.any(0), dev)
-    with torch.no_grad(): out = _sliding(_subsets_predictor(model, mask_t, subset_batch), x, roi, _levels(model), overlap, mode, sw_batch_size)
+    log = []
+    with torch.no_grad(): out = _sliding(_subsets_predictor(model, mask_t, subset_batch, uniform, log), x, roi, _levels(model), overlap, mode, sw_batch_size)
     K = len(masks); S = out['probs'].shape[1:]
     ep = out.get('expert_probs')
     return dict(subsets=masks, probs=out['probs'].reshape(K, -1, *S), region=out.get('region'),
-                expert_probs=None if ep is None else ep.reshape(M, -1, *S))
+                expert_probs=None if ep is None else ep.reshape(M, -1, *S),
+                fusion_weights=torch.cat(log).mean(0) if log else None)
 
 # %% ../nbs/30_inference.ipynb #bdefb19e
 def segmentation(probs:Tensor|np.ndarray  # (C, *S) class probabilities

@@ -16,19 +16,21 @@ from fastai.learner import Learner, Metric
 from fastai.callback.core import Callback, CancelFitException
 from fastai.callback.schedule import ParamScheduler
 from fastai.callback.training import GradientClip
-from fastai.optimizer import Adam
+from fastai.optimizer import Adam, OptimWrapper
 from fastcore.basics import patch, store_attr
 from fastcore.foundation import L
 from functools import partial
-from .model import build_model
+from .model import build_model, ABLATIONS
 from .blocks import set_checkpointing
 from .losses import CLoELoss
 from .metrics import region_dice
+from .augment import corrupt_modality, CORRUPTIONS
 
 # %% auto #0
-__all__ = ['sample_subsets', 'mask_inputs', 'ModalitySubsets', 'RegionDice', 'region_metrics', 'rng_state', 'set_rng_state',
-           'atomic_torch_save', 'save_checkpoint', 'load_checkpoint', 'model_from_checkpoint', 'model_config',
-           'RunFolder', 'StopOnNaN', 'plot_curves', 'resolve_precision', 'cloe_learner', 'poly_schedule', 'resume']
+__all__ = ['LEGACY_MODEL', 'OPTIMIZERS', 'sample_subsets', 'mask_inputs', 'ModalitySubsets', 'RegionDice', 'region_metrics',
+           'rng_state', 'set_rng_state', 'atomic_torch_save', 'save_checkpoint', 'load_checkpoint',
+           'model_from_checkpoint', 'model_config', 'RunFolder', 'StopOnNaN', 'plot_curves', 'resolve_precision',
+           'optimizer_func', 'cloe_learner', 'poly_schedule', 'resume']
 
 # %% ../nbs/20_learner.ipynb #ff98fbe4
 def sample_subsets(n:int,                 # number of samples
@@ -61,7 +63,12 @@ class ModalitySubsets(Callback):
     def __init__(self,
                  modalities:tuple=BRATS_MODALITIES,  # modality tags in tensor order
                  p_full:float|None=None,  # probability of the full set in training; None: uniform over subsets
-                 rotate_valid:bool=True):  # also validate on one more subset per epoch, rotating through all
+                 rotate_valid:bool=True,  # also validate on one more subset per epoch, rotating through all
+                 p_corrupt:float=0.,      # training only: probability that a sample with >= 2 modalities has one corrupted
+                 corruptions:tuple=CORRUPTIONS):  # kinds drawn uniformly (`cloe_nb.augment.corrupt_modality`)
+        if not 0 <= p_corrupt <= 1: raise ValueError(f"p_corrupt: expected a probability in [0, 1], got {p_corrupt}")
+        bad = [k for k in corruptions if k not in CORRUPTIONS]
+        if bad or not corruptions: raise ValueError(f"corruptions: expected a non-empty subset of {CORRUPTIONS}, got {tuple(corruptions)}")
         store_attr()
         self.n_modalities = len(modalities)
         self.subsets = torch.tensor(all_subsets(modalities))
@@ -73,8 +80,20 @@ class ModalitySubsets(Callback):
         if x.shape[1] != self.n_modalities: raise ValueError(f"images: {x.shape[1]} modality channels, expected {self.n_modalities}")
         avail = (sample_subsets(len(x), self.n_modalities, self.p_full) if self.training
                  else torch.ones(len(x), self.n_modalities, dtype=torch.bool)).to(x.device)
+        if self.training and self.p_corrupt > 0: x = self._corrupt(x, avail)
         self.learn.xb = (mask_inputs(x, avail), avail)
         self.learn.xb_full = x
+
+    def _corrupt(self, x:Tensor, avail:Tensor)->Tensor:
+        "With probability p_corrupt per sample (>= 2 available), one available modality replaced by a corrupted copy."
+        x = x.clone()
+        for b in range(len(x)):
+            present = avail[b].nonzero().flatten().tolist()
+            if len(present) < 2 or torch.rand(()) >= self.p_corrupt: continue
+            m = present[int(torch.randint(len(present), ()))]
+            kind = self.corruptions[int(torch.randint(len(self.corruptions), ()))]
+            x[b, m] = corrupt_modality(x[b, m].cpu(), kind).to(x.device)
+        return x
 
     def after_pred(self):
         self.learn.subset_pred = None
@@ -168,12 +187,15 @@ def load_checkpoint(path:str|Path,  # a file written by `save_checkpoint`
     return ckpt
 
 # %% ../nbs/20_learner.ipynb #1fa45c9b
+LEGACY_MODEL = dict(score_transform='raw', temperature=1.)   # what checkpoints written before these options meant
+
 def model_from_checkpoint(ckpt:dict|str|Path,  # a loaded checkpoint, or its path
                           expect:dict|None=None  # model-config entries the caller needs (e.g. n_modalities=4)
                          )->torch.nn.Module:
     "Rebuild the model a checkpoint was saved from and load its weights."
     if not isinstance(ckpt, dict): ckpt = load_checkpoint(ckpt)
     cfg = dict(ckpt['model_config'])
+    if cfg.get('name') in ABLATIONS or cfg.get('name') == 'mean_fusion': cfg = {**LEGACY_MODEL, **cfg}   # saved before these options existed
     diff = {k: (cfg.get(k), v) for k, v in (expect or {}).items() if _norm(cfg.get(k)) != _norm(v)}
     if diff: raise ValueError("checkpoint: its model config differs from what is needed: " +
                               ', '.join(f"{k}={a!r} in the checkpoint, {b!r} needed" for k, (a, b) in diff.items()))
@@ -190,7 +212,8 @@ def model_config(model:torch.nn.Module  # a model built by `build_model` (CLoE, 
     cfg = dict(name=model.ablation, n_modalities=model.n_modalities, n_classes=model.n_classes, widths=list(model.widths))
     if hasattr(model, 'contrastive_head'):   # CLoE and its ablations (not the early-fusion baseline)
         cfg.update(contrastive=model.contrastive_head is not None, detach_scores=model.detach_scores,
-                   gate_hidden=model.gate.mlp[0].out_features if model.gate is not None else 16)
+                   gate_hidden=model.gate.mlp[0].out_features if model.gate is not None else 16,
+                   score_transform=model.score_transform, temperature=model.temperature)
     return cfg
 
 def _norm(v):
@@ -275,6 +298,16 @@ def resolve_precision(mixed_precision:str|None='auto'  # 'auto', 'bf16', 'fp16',
     if mixed_precision == 'auto': return 'bf16' if torch.cuda.is_bf16_supported(including_emulation=False) else 'fp16'
     return mixed_precision
 
+# %% ../nbs/20_learner.ipynb #ec1bf016
+OPTIMIZERS = ('rfnet', 'fastai')
+
+def optimizer_func(name:str='rfnet'  # 'rfnet' (torch Adam as in RFNet's train.py) or 'fastai' (fastai's Adam, L2 not on norms/biases)
+                  )->callable:       # a fastai `opt_func`
+    "The optimiser constructor for the `Learner`: RFNet's torch Adam inside fastai's `OptimWrapper`, or fastai's Adam."
+    if name == 'rfnet': return partial(OptimWrapper, opt=partial(torch.optim.Adam, betas=(0.9, 0.999), eps=1e-8, amsgrad=True))
+    if name == 'fastai': return partial(Adam, decouple_wd=False)
+    raise ValueError(f"optimizer: expected one of {OPTIMIZERS}, got {name!r}")
+
 # %% ../nbs/20_learner.ipynb #abb174b0
 def cloe_learner(dls,                           # fastai DataLoaders yielding (image (B,M,*S),) and (label (B,1,*S),)
                  model:torch.nn.Module|None=None,  # a model called as model(x, avail); None: build `CLoE`
@@ -285,8 +318,10 @@ def cloe_learner(dls,                           # fastai DataLoaders yielding (i
                  contrastive:bool|None=None,    # DC-Seg-style head for L_con; None: on for CLoE rows, off for baselines
                  lr:float=2e-4,                 # learning rate (paper: 2e-4)
                  wd:float=1e-4,                 # L2 weight decay (paper: 1e-4)
+                 optimizer:str='rfnet',         # 'rfnet' (torch Adam, amsgrad, eps 1e-8) or 'fastai' (see `optimizer_func`)
                  p_full:float|None=None,        # probability of the full set in training
                  rotate_valid:bool=True,        # also validate on a rotating subset
+                 p_corrupt:float=0.,            # probability of one corrupted modality per training sample (off: the paper)
                  clip:float|None=5.,            # gradient-norm clipping (None: off)
                  mixed_precision:str|None='auto',  # 'auto' (bf16 on GPU, fp16 where bf16 is emulated, off on CPU), 'bf16', 'fp16' or None/'none'
                  checkpointing:bool=False,      # recompute activations in the backward pass: less memory, a slower step
@@ -305,14 +340,14 @@ def cloe_learner(dls,                           # fastai DataLoaders yielding (i
         raise ValueError(f"model: built for {model.n_modalities} modalities and {model.n_classes} classes, the data has {len(modalities)} and {lc.n_classes}")
     cfg = model_config(model)
     loss = CLoELoss(n_classes=lc.n_classes, foreground_classes=lc.region_classes[lc.foreground], ablation=model.config, **(loss_kwargs or {}))
-    callbacks = [ModalitySubsets(modalities, p_full, rotate_valid), StopOnNaN()]
+    callbacks = [ModalitySubsets(modalities, p_full, rotate_valid, p_corrupt), StopOnNaN()]
     if clip: callbacks.append(GradientClip(clip))
     if run_dir is not None: callbacks.append(RunFolder(run_dir, cfg, monitor=f"dice_{lc.foreground}",
                                                        extra=dict(modalities=list(modalities), convention=lc.name)))
     mp = resolve_precision(mixed_precision)   # a bad value fails here, before training
-    learn = Learner(dls, model, loss_func=loss, opt_func=partial(Adam, decouple_wd=False), lr=lr, wd=wd,
+    learn = Learner(dls, model, loss_func=loss, opt_func=optimizer_func(optimizer), lr=lr, wd=wd,
                     metrics=region_metrics(convention, rotate_valid), cbs=callbacks + list(cbs or []))
-    learn.model_config, learn.epochs_done = cfg, 0
+    learn.model_config, learn.epochs_done, learn.optimizer = cfg, 0, optimizer
     if mp == 'bf16': learn.to_bf16()
     elif mp == 'fp16': learn.to_fp16()
     return learn
@@ -351,7 +386,10 @@ def resume(learn:Learner,       # a learner built with the run's configuration
         raise ValueError(f"resume: {ckpt_path} was saved with model config {ckpt['model_config']}, the learner has {learn.model_config}")
     learn.model.load_state_dict(ckpt['model'])
     learn.create_opt()
-    if ckpt.get('opt') is not None: learn.opt.load_state_dict(dict(state=ckpt['opt']['state'], hypers=L(ckpt['opt']['hypers'])))
+    opt = ckpt.get('opt')
+    if opt is not None and isinstance(learn.opt, OptimWrapper) != ('param_groups' in opt):
+        raise ValueError(f"resume: {ckpt_path} holds the state of another optimiser than the learner's {getattr(learn, 'optimizer', type(learn.opt).__name__)!r}")
+    if opt is not None: learn.opt.load_state_dict(opt if 'param_groups' in opt else dict(state=opt['state'], hypers=L(opt['hypers'])))
     set_rng_state(ckpt['rng'])
     learn.epochs_done = ckpt['epoch'] + 1
     if hasattr(learn, 'run_folder'): learn.run_folder.best = ckpt.get('best', -math.inf)

@@ -11,7 +11,7 @@ import torch
 from torch import nn, Tensor
 from .blocks import Encoder, Decoder, RegionHead, n_params
 from .consistency import expert_scores
-from .gating import GatingNetwork, masked_softmax, fuse
+from .gating import GatingNetwork, masked_softmax, fuse, condition_scores
 
 # %% auto #0
 __all__ = ['ABLATIONS', 'BASELINES', 'Ablation', 'get_config', 'check_inputs', 'CLoE', 'EarlyFusionUNet', 'build_model']
@@ -79,6 +79,8 @@ class CLoE(nn.Module):
                  contrastive:bool=True,             # build the L_con head (`cloe_nb.contrastive.ContrastiveHead`)
                  detach_scores:bool=True,           # no gradient from the fusion weights into the experts
                  gate_hidden:int=16,                # hidden units of the gating MLP
+                 score_transform:str='log',         # gate input: 'raw' (paper), 'centered', 'log' (`cloe_nb.gating.condition_scores`)
+                 temperature:float=0.5,             # 'no_gating': weights = softmax((u_mec + u_rec) / temperature)
                  eps:float=1e-6,                    # cosine epsilon (Eq. 2)
                  contrastive_kwargs:dict|None=None  # extra arguments of ContrastiveHead
                 ):
@@ -87,12 +89,13 @@ class CLoE(nn.Module):
         self.config = get_config(ablation)
         if not self.config.experts: raise ValueError(f"ablation: {ablation!r} has no modality experts; use EarlyFusionUNet (or build_model({ablation!r}))")
         self.ablation, self.n_modalities, self.n_classes, self.widths = ablation, n_modalities, n_classes, tuple(widths)
-        self.detach_scores, self.eps = detach_scores, eps
+        if temperature <= 0: raise ValueError(f"temperature: expected > 0, got {temperature}")
+        self.detach_scores, self.eps, self.score_transform, self.temperature = detach_scores, eps, score_transform, temperature
         self.encoders = nn.ModuleList(Encoder(1, self.widths) for _ in range(n_modalities))
         self.expert_decoder = Decoder(self.widths, n_classes)    # D_e, shared by all modalities
         self.fusion_decoder = Decoder(self.widths, n_classes)    # D_f
         self.region_head = RegionHead(self.widths[0])            # h
-        self.gate = (GatingNetwork(gate_hidden, self.config.gate_inputs, detach_scores=detach_scores)
+        self.gate = (GatingNetwork(gate_hidden, self.config.gate_inputs, detach_scores=detach_scores, score_transform=score_transform)
                      if self.config.weights == 'gate' else None)
         if contrastive and ContrastiveHead is None: raise ImportError("contrastive=True needs cloe_nb.contrastive.ContrastiveHead, which could not be imported; pass contrastive=False")
         self.contrastive_head = ContrastiveHead(widths=self.widths, n_modalities=n_modalities, **(contrastive_kwargs or {})) if contrastive else None
@@ -111,13 +114,18 @@ class CLoE(nn.Module):
         stacked = [f.new_zeros(B, M, *f.shape[1:]).index_put((pair_b, pair_m), f) for f in flat]
         return stacked, flat, (pair_b, pair_m)
 
-    def fusion_weights(self, s_mec:Tensor, s_rec:Tensor, avail:Tensor)->Tensor:
-        "Fusion weights (B, M) by the configuration: gate (Eq. 7), softmax of the summed scores, or mean."
+    def fusion_weights(self,
+                       s_mec:Tensor,        # (B, M) MEC scores
+                       s_rec:Tensor,        # (B, M) REC scores
+                       avail:Tensor,        # (B, M) bool availability
+                       uniform:bool=False   # force the plain mean (the same model without its gate, for comparisons)
+                      )->Tensor:            # (B, M) weights, exactly 0 where missing
+        "Fusion weights by the configuration: gate (Eq. 7), softmax of the summed conditioned scores over T, or mean."
         cfg = self.config
+        if uniform or cfg.weights == 'mean': return masked_softmax(torch.zeros_like(s_mec), avail)
         if cfg.weights == 'gate': return self.gate(s_mec, s_rec, avail)
-        if cfg.weights == 'mean': return masked_softmax(torch.zeros_like(s_mec), avail)
-        summed = sum(s for k, s in (('mec', s_mec), ('rec', s_rec)) if getattr(cfg, k))
-        return masked_softmax(summed.detach() if self.detach_scores else summed, avail)
+        summed = sum(condition_scores(s, avail, self.score_transform) for k, s in (('mec', s_mec), ('rec', s_rec)) if getattr(cfg, k))
+        return masked_softmax((summed.detach() if self.detach_scores else summed) / self.temperature, avail)
 
     def experts(self,
                 x:Tensor,     # (B, M, D, H, W) input volumes, missing modalities zeroed
@@ -132,7 +140,8 @@ class CLoE(nn.Module):
     def fuse_experts(self,
                      feats:list,           # the experts' features per scale, (B, M, C_s, *S_s)
                      expert_logits:Tensor, # (B, M, C, *S)
-                     avail:Tensor          # (B, M) subset per sample, or (K, B, M): K subsets of each sample at once
+                     avail:Tensor,         # (B, M) subset per sample, or (K, B, M): K subsets of each sample at once
+                     uniform:bool=False    # plain-mean weights whatever the configuration (see `fusion_weights`)
                     )->dict:               # region_logits, mec_scores, rec_scores, fusion_weights, logits; batch K*B
         "Region map (Eq. 4), expert scores (Eq. 2-6), fusion weights (Eq. 7) and fused logits of subsets of computed experts."
         B, M = expert_logits.shape[:2]
@@ -143,7 +152,7 @@ class CLoE(nn.Module):
             probs, R = expert_logits.float().softmax(2), torch.sigmoid(region_logits.float())
             scores = [expert_scores(probs, a, R[k*B:(k+1)*B], self.eps) for k, a in enumerate(av)]
         s_mec, s_rec = torch.cat([s for s, _ in scores]), torch.cat([s for _, s in scores])
-        weights = self.fusion_weights(s_mec, s_rec, av.reshape(-1, M))
+        weights = self.fusion_weights(s_mec, s_rec, av.reshape(-1, M), uniform)
         fused = [torch.cat([fuse(f, weights[k*B:(k+1)*B]) for k in range(len(av))]) for f in feats]
         return dict(region_logits=region_logits, mec_scores=s_mec, rec_scores=s_rec, fusion_weights=weights,
                     logits=self.fusion_decoder(fused))

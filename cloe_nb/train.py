@@ -19,11 +19,12 @@ from .preprocess import is_cache, load_cache, prepare_dataset
 from .phantom import make_phantom_dataset
 from .augment import cloe_dataloaders
 from .model import get_config
-from .learner import cloe_learner, resume, plot_curves, resolve_precision
+from .learner import cloe_learner, resume, plot_curves, resolve_precision, optimizer_func
+from .gating import condition_scores
 
 # %% auto #0
-__all__ = ['DEMO', 'RUNTIME', 'TrainConfig', 'resolve_config', 'split_ids', 'check_data', 'prepare_training_data', 'train',
-           'summary', 'train_cli']
+__all__ = ['DEMO', 'RUNTIME', 'LEGACY_CONFIG', 'TrainConfig', 'resolve_config', 'split_ids', 'check_data',
+           'prepare_training_data', 'train', 'summary', 'train_cli']
 
 # %% ../nbs/21_train.ipynb #c797b881
 @dataclass
@@ -36,6 +37,9 @@ class TrainConfig:
     bs:int = 1                        # batch size (paper: 1)
     lr:float = 2e-4                   # Adam learning rate (paper: 2e-4)
     wd:float = 1e-4                   # L2 weight decay (paper: 1e-4)
+    optimizer:str = 'rfnet'           # 'rfnet' (torch Adam as RFNet: amsgrad, eps 1e-8) or 'fastai' (cloe_nb.learner.optimizer_func)
+    score_transform:str = 'log'       # gate input: 'raw' (paper), 'centered', 'log' (cloe_nb.gating.condition_scores)
+    p_corrupt:float = 0.              # probability of one corrupted modality per training sample (0: the paper)
     seed:int = 0                      # seed of the split, sampling, augmentation and initialisation
     ablation:str = 'full'             # a row of the ablation table or a baseline (cloe_nb.model.get_config)
     p_full:float|None = None          # probability of the full modality set in training; None: uniform
@@ -56,6 +60,7 @@ DEMO = dict(epochs=12, iters_per_epoch=24, patch=48, widths=(8, 16, 32, 64), bs=
 
 # %% ../nbs/21_train.ipynb #985687af
 RUNTIME = ('workers', 'checkpointing')   # may change on --resume
+LEGACY_CONFIG = dict(optimizer='fastai', score_transform='raw')   # what a config.json written before these options meant
 
 def _as_widths(w)->tuple:
     if isinstance(w, str): w = [s for s in w.replace('-', ',').split(',') if s.strip()]
@@ -74,7 +79,7 @@ def resolve_config(demo:bool=False,          # phantom demo: start from `DEMO` o
     if unknown: raise ValueError(f"unknown training options {sorted(unknown)}")
     if 'widths' in given: given['widths'] = _as_widths(given['widths'])
     if saved is not None:
-        base = TrainConfig(**{**saved, 'widths': tuple(saved['widths'])})
+        base = TrainConfig(**{**LEGACY_CONFIG, **saved, 'widths': tuple(saved['widths'])})
         diff = {k: (getattr(base, k), v) for k, v in given.items() if getattr(base, k) != v and k not in RUNTIME}
         if diff: raise ValueError("resume: the run was started with another configuration: " +
                                   ', '.join(f"{k}={a!r} in config.json, {b!r} given" for k, (a, b) in diff.items()) +
@@ -86,6 +91,8 @@ def resolve_config(demo:bool=False,          # phantom demo: start from `DEMO` o
         if getattr(cfg, k) < 1: raise ValueError(f"{k}: expected a positive integer, got {getattr(cfg, k)}")
     k = 2 ** (len(cfg.widths) - 1)
     if cfg.patch % k: raise ValueError(f"patch: {cfg.patch} is not divisible by 2**(levels-1) = {k} for widths {cfg.widths}")
+    if not 0 <= cfg.p_corrupt <= 1: raise ValueError(f"p_corrupt: expected a probability in [0, 1], got {cfg.p_corrupt}")
+    optimizer_func(cfg.optimizer); condition_scores(torch.ones(1, 1), torch.ones(1, 1, dtype=torch.bool), cfg.score_transform)   # unknown names -> clear errors
     if cfg.p_full is not None and not 0 <= cfg.p_full <= 1: raise ValueError(f"p_full: expected a probability in [0, 1], got {cfg.p_full}")
     resolve_precision(cfg.mixed_precision)     # unknown value, or bf16/fp16 without a GPU -> clear error
     return cfg
@@ -193,7 +200,8 @@ def train(data:str|Path|None=None,  # dataset folder or cloe-prepare cache; None
     train_ids, valid_ids = split_ids(cfg.split, ids, cfg.seed)
     dls = cloe_dataloaders(cache_dir, train_ids, valid_ids, patch=cfg.patch, bs=cfg.bs, iters_per_epoch=cfg.iters_per_epoch,
                            num_workers=cfg.workers, seed=cfg.seed, fg_ratio=cfg.fg_ratio)
-    learn = cloe_learner(dls, widths=cfg.widths, ablation=cfg.ablation, lr=cfg.lr, wd=cfg.wd, p_full=cfg.p_full, clip=cfg.clip,
+    learn = cloe_learner(dls, widths=cfg.widths, ablation=cfg.ablation, lr=cfg.lr, wd=cfg.wd, optimizer=cfg.optimizer, p_full=cfg.p_full,
+                         p_corrupt=cfg.p_corrupt, clip=cfg.clip, model_kwargs=dict(score_transform=cfg.score_transform),
                          run_dir=run_dir, loss_kwargs=dict(lam=cfg.lam, alpha=cfg.alpha, beta=cfg.beta),
                          mixed_precision=cfg.mixed_precision, checkpointing=cfg.checkpointing)
     if not progress and hasattr(learn, 'progress'): learn.remove_cb(learn.progress)
@@ -236,6 +244,9 @@ def train_cli(data:str=None,               # dataset folder or cloe-prepare cach
               split:str=None,              # training cases: a file of case ids, or brats2020_rfnet
               p_full:float=None,           # probability of the full modality set in training (default: uniform)
               beta:float=None,             # weight of L_con (0 switches it off)
+              optimizer:str=None,          # rfnet (torch Adam as RFNet, default) or fastai
+              score_transform:str=None,    # gate input: log (default), centered, or raw (the paper's)
+              p_corrupt:float=None,        # probability of one corrupted modality per training sample (default 0)
               workers:int=None,            # loader threads
               mixed_precision:str=None,    # auto (bf16 on GPU, fp16 on a T4, off on CPU), bf16, fp16 or none
               checkpointing:bool=False,    # activation checkpointing: a 112³ step in 8.4 instead of 13.9 GB (fp32, CPU-measured), 1.1-1.3x slower
@@ -246,6 +257,7 @@ def train_cli(data:str=None,               # dataset folder or cloe-prepare cach
     t0 = time.time()
     learn = train(data, out, resume, layout, cache, epochs=epochs, iters_per_epoch=iters_per_epoch, patch=patch, widths=widths,
                   bs=bs, lr=lr, seed=seed, ablation=ablation, split=split, p_full=p_full, beta=beta, workers=workers,
+                  optimizer=optimizer, score_transform=score_transform, p_corrupt=p_corrupt,
                   mixed_precision=mixed_precision, checkpointing=checkpointing or None)
     from fastai.distributed import rank_distrib
     if rank_distrib(): return
