@@ -13,7 +13,7 @@ modality at a time; the model's weights against uniform weights of the same expe
 
 A configuration is an ablation/baseline name of `cloe_nb.model`, optionally with '+' options:
 `full+raw` (the paper-literal gate input), `full+centered`, `full+pc` (training-time corruption, p = 0.3),
-`full+fastai` (fastai's Adam instead of RFNet's).
+`full+fastai` (fastai's Adam instead of RFNet's), `full+nocon` (no L_con: beta = 0).
 """
 import argparse, json, os, platform, subprocess, time
 from datetime import date
@@ -25,7 +25,7 @@ import torch
 DEFAULT_CONFIGS = 'full,mean_fusion,full+raw,full+pc,no_gating,no_fusion,early_fusion,no_mec,no_rec'
 DATA_SEEDS = dict(train=7301, test=7302)    # phantom dataset seeds used by nothing else in the repository
 OPTIONS = {'raw': dict(score_transform='raw'), 'centered': dict(score_transform='centered'),
-           'pc': dict(p_corrupt=0.3), 'fastai': dict(optimizer='fastai')}
+           'pc': dict(p_corrupt=0.3), 'fastai': dict(optimizer='fastai'), 'nocon': dict(beta=0.)}
 
 
 def machine_line()->str:
