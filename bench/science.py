@@ -96,7 +96,7 @@ def table(records:list)->pd.DataFrame:
         return f"{s.mean():.{d}f} ± {s.std(ddof=0):.{d}f}"
     t = g[cols].agg(fmt)
     t.insert(0, 'seeds', g.seed.apply(lambda s: ','.join(map(str, sorted(s)))))
-    t['mean3'] = g.apply(lambda d: f"{d[['WT_avg', 'TC_avg', 'ET_avg']].mean(1).mean():.1f}")
+    t['mean3'] = g.apply(lambda d: f"{d[['WT_avg', 'TC_avg', 'ET_avg']].mean(axis=1).mean():.1f}")
     return t
 
 
