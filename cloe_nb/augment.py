@@ -130,7 +130,7 @@ class PatchDataset(Dataset):
             d['fg_indices'], d['bg_indices'] = self._indices[e.id]
         return _as_batch_item(tfm(d))
 
-# %% ../nbs/04_augment.ipynb #784d210f
+# %% ../nbs/04_augment.ipynb #4ec0ba28
 CORRUPTIONS = ('noise', 'flip', 'bias')
 _STRENGTH = dict(noise=1., flip=None, bias=3.)
 

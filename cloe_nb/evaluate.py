@@ -255,7 +255,7 @@ def evaluate_run(run_or_checkpoint:str|Path,  # run folder (best.pth, else last.
     files.append(write_atomic(out/'summary.json', json.dumps(summary, indent=1)))
     return dict(per_case=per_case, dice=dice, hd95=hd95, published=published, corruption=corruption, files=files)
 
-# %% ../nbs/32_evaluate.ipynb #3dff373a
+# %% ../nbs/32_evaluate.ipynb #0520cc6a
 def corruption_case(model,                      # CLoE model in eval mode
                     image:np.ndarray,           # (M, *S) preprocessed volume of one case (read only)
                     truth:np.ndarray,           # (*S) class indices

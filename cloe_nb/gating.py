@@ -27,7 +27,7 @@ def masked_softmax(logits:Tensor,  # (B, M) reliability logits
     with torch.autocast(logits.device.type, enabled=False):
         return logits.float().masked_fill(~avail, float('-inf')).softmax(-1)
 
-# %% ../nbs/12_gating.ipynb #7e4d7a8e
+# %% ../nbs/12_gating.ipynb #00b12583
 SCORE_TRANSFORMS = ('raw', 'centered', 'log')
 
 def condition_scores(s:Tensor,              # (B, M) agreement scores (Eq. 6), 0 where missing

@@ -298,7 +298,7 @@ def resolve_precision(mixed_precision:str|None='auto'  # 'auto', 'bf16', 'fp16',
     if mixed_precision == 'auto': return 'bf16' if torch.cuda.is_bf16_supported(including_emulation=False) else 'fp16'
     return mixed_precision
 
-# %% ../nbs/20_learner.ipynb #ec1bf016
+# %% ../nbs/20_learner.ipynb #19c57a11
 OPTIMIZERS = ('rfnet', 'fastai')
 
 def optimizer_func(name:str='rfnet'  # 'rfnet' (torch Adam as in RFNet's train.py) or 'fastai' (fastai's Adam, L2 not on norms/biases)
