@@ -10,7 +10,7 @@ import torch
 from torch import nn, Tensor
 
 # %% auto #0
-__all__ = ['SCORE_TRANSFORMS', 'masked_softmax', 'condition_scores', 'GatingNetwork', 'fuse']
+__all__ = ['SCORE_TRANSFORMS', 'masked_softmax', 'check_score_transform', 'condition_scores', 'GatingNetwork', 'fuse']
 
 # %% ../nbs/12_gating.ipynb #9e13b437
 def _check_avail(avail:Tensor, shape:tuple):
@@ -30,6 +30,12 @@ def masked_softmax(logits:Tensor,  # (B, M) reliability logits
 # %% ../nbs/12_gating.ipynb #00b12583
 SCORE_TRANSFORMS = ('raw', 'centered', 'log')
 
+def check_score_transform(name:str  # a gate-input name
+                         )->str:    # the name, if it is one of SCORE_TRANSFORMS
+    "The one check of a `score_transform` argument, shared by the gate, the model and the training options."
+    if name not in SCORE_TRANSFORMS: raise ValueError(f"score_transform: expected one of {SCORE_TRANSFORMS}, got {name!r}")
+    return name
+
 def condition_scores(s:Tensor,              # (B, M) agreement scores (Eq. 6), 0 where missing
                      avail:Tensor,          # (B, M) bool, which experts are available
                      transform:str='log',   # 'raw' (paper), 'centered' or 'log' (see above)
@@ -37,9 +43,8 @@ def condition_scores(s:Tensor,              # (B, M) agreement scores (Eq. 6), 0
                      eps:float=1e-4         # floor of the disagreement 1 - s in 'log'
                     )->Tensor:              # (B, M) float32 gate inputs, 0 where missing
     "Gate inputs from agreement scores: raw, centred over the available experts, or centred log-disagreement."
-    if transform not in SCORE_TRANSFORMS: raise ValueError(f"score_transform: expected one of {SCORE_TRANSFORMS}, got {transform!r}")
     s = s.float()
-    if transform == 'raw': return s * avail
+    if check_score_transform(transform) == 'raw': return s * avail
     u = gain * s if transform == 'centered' else -torch.log((1 - s).clamp(min=0) + eps)
     u = u * avail
     mean = u.sum(1, keepdim=True) / avail.sum(1, keepdim=True).clamp(min=1)
@@ -61,8 +66,7 @@ class GatingNetwork(nn.Module):
         inputs = tuple(inputs)
         if not inputs or any(i not in _SCORES for i in inputs) or len(set(inputs)) != len(inputs):
             raise ValueError(f"inputs: expected a non-empty subset of {_SCORES}, got {inputs}")
-        if score_transform not in SCORE_TRANSFORMS: raise ValueError(f"score_transform: expected one of {SCORE_TRANSFORMS}, got {score_transform!r}")
-        self.inputs, self.detach_scores, self.score_transform, self.gain = inputs, detach_scores, score_transform, gain
+        self.inputs, self.detach_scores, self.score_transform, self.gain = inputs, detach_scores, check_score_transform(score_transform), gain
         self.mlp = nn.Sequential(nn.Linear(len(inputs), hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, 1))
         if monotone_init:
             with torch.no_grad():

@@ -20,7 +20,7 @@ from fastai.optimizer import Adam, OptimWrapper
 from fastcore.basics import patch, store_attr
 from fastcore.foundation import L
 from functools import partial
-from .model import build_model, ABLATIONS
+from .model import build_model, get_config
 from .blocks import set_checkpointing
 from .losses import CLoELoss
 from .metrics import region_dice
@@ -92,7 +92,7 @@ class ModalitySubsets(Callback):
             if len(present) < 2 or torch.rand(()) >= self.p_corrupt: continue
             m = present[int(torch.randint(len(present), ()))]
             kind = self.corruptions[int(torch.randint(len(self.corruptions), ()))]
-            x[b, m] = corrupt_modality(x[b, m].cpu(), kind).to(x.device)
+            x[b, m] = corrupt_modality(x[b, m], kind)
         return x
 
     def after_pred(self):
@@ -195,7 +195,7 @@ def model_from_checkpoint(ckpt:dict|str|Path,  # a loaded checkpoint, or its pat
     "Rebuild the model a checkpoint was saved from and load its weights."
     if not isinstance(ckpt, dict): ckpt = load_checkpoint(ckpt)
     cfg = dict(ckpt['model_config'])
-    if cfg.get('name') in ABLATIONS or cfg.get('name') == 'mean_fusion': cfg = {**LEGACY_MODEL, **cfg}   # saved before these options existed
+    if get_config(cfg.get('name', 'full')).experts: cfg = {**LEGACY_MODEL, **cfg}   # a CLoE saved before these options existed
     diff = {k: (cfg.get(k), v) for k, v in (expect or {}).items() if _norm(cfg.get(k)) != _norm(v)}
     if diff: raise ValueError("checkpoint: its model config differs from what is needed: " +
                               ', '.join(f"{k}={a!r} in the checkpoint, {b!r} needed" for k, (a, b) in diff.items()))

@@ -11,7 +11,7 @@ import torch
 from torch import nn, Tensor
 from .blocks import Encoder, Decoder, RegionHead, n_params
 from .consistency import expert_scores
-from .gating import GatingNetwork, masked_softmax, fuse, condition_scores
+from .gating import GatingNetwork, masked_softmax, fuse, condition_scores, check_score_transform
 
 # %% auto #0
 __all__ = ['ABLATIONS', 'BASELINES', 'Ablation', 'get_config', 'check_inputs', 'CLoE', 'EarlyFusionUNet', 'build_model']
@@ -90,7 +90,8 @@ class CLoE(nn.Module):
         if not self.config.experts: raise ValueError(f"ablation: {ablation!r} has no modality experts; use EarlyFusionUNet (or build_model({ablation!r}))")
         self.ablation, self.n_modalities, self.n_classes, self.widths = ablation, n_modalities, n_classes, tuple(widths)
         if temperature <= 0: raise ValueError(f"temperature: expected > 0, got {temperature}")
-        self.detach_scores, self.eps, self.score_transform, self.temperature = detach_scores, eps, score_transform, temperature
+        self.detach_scores, self.eps, self.temperature = detach_scores, eps, temperature
+        self.score_transform = check_score_transform(score_transform)   # every configuration: no_gating reads it too
         self.encoders = nn.ModuleList(Encoder(1, self.widths) for _ in range(n_modalities))
         self.expert_decoder = Decoder(self.widths, n_classes)    # D_e, shared by all modalities
         self.fusion_decoder = Decoder(self.widths, n_classes)    # D_f

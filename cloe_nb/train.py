@@ -20,7 +20,7 @@ from .phantom import make_phantom_dataset
 from .augment import cloe_dataloaders
 from .model import get_config
 from .learner import cloe_learner, resume, plot_curves, resolve_precision, optimizer_func
-from .gating import condition_scores
+from .gating import check_score_transform
 
 # %% auto #0
 __all__ = ['DEMO', 'RUNTIME', 'LEGACY_CONFIG', 'TrainConfig', 'resolve_config', 'split_ids', 'check_data',
@@ -92,7 +92,7 @@ def resolve_config(demo:bool=False,          # phantom demo: start from `DEMO` o
     k = 2 ** (len(cfg.widths) - 1)
     if cfg.patch % k: raise ValueError(f"patch: {cfg.patch} is not divisible by 2**(levels-1) = {k} for widths {cfg.widths}")
     if not 0 <= cfg.p_corrupt <= 1: raise ValueError(f"p_corrupt: expected a probability in [0, 1], got {cfg.p_corrupt}")
-    optimizer_func(cfg.optimizer); condition_scores(torch.ones(1, 1), torch.ones(1, 1, dtype=torch.bool), cfg.score_transform)   # unknown names -> clear errors
+    optimizer_func(cfg.optimizer); check_score_transform(cfg.score_transform)   # unknown names -> clear errors
     if cfg.p_full is not None and not 0 <= cfg.p_full <= 1: raise ValueError(f"p_full: expected a probability in [0, 1], got {cfg.p_full}")
     resolve_precision(cfg.mixed_precision)     # unknown value, or bf16/fp16 without a GPU -> clear error
     return cfg
