@@ -15,7 +15,7 @@ from .core import (BRATS_MODALITIES, PROSTATE_MODALITIES, CONVENTIONS, get_conve
                           labels_to_classes, package_data)
 
 # %% auto #0
-__all__ = ['LAYOUTS', 'Case', 'find_cases', 'read_case', 'read_id_file', 'load_split', 'kfold_split']
+__all__ = ['LAYOUTS', 'Case', 'find_cases', 'missing_labels', 'read_case', 'read_id_file', 'load_split', 'kfold_split']
 
 # %% ../nbs/01_datasets.ipynb #8acbbf53
 @dataclass(frozen=True)
@@ -222,6 +222,30 @@ def find_cases(root:str|Path,              # dataset folder as downloaded (or a 
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup: raise ValueError(f"{root}: case ids {dup[:5]} appear more than once; expected unique ids")
     return sorted(cases, key=lambda c: c.id)
+
+# %% ../nbs/01_datasets.ipynb #35ac3217
+_EVAL_WORDS = re.compile(r'valid|test|imagesTs', re.I)   # names of sets shipped without labels
+_TRAIN_WORDS = re.compile(r'train|imagesTr', re.I)       # names of sets shipped with labels
+
+def _case_names(case:Case, root:Path|None)->str:
+    "The case id and the folders between the dataset root and its first image."
+    parent = Path(next(iter(case.images.values()))).parent
+    try: rel = parent.relative_to(root).parts if root is not None else ()
+    except ValueError: rel = ()
+    return '/'.join((case.id, *rel))
+
+def missing_labels(cases:list,               # `Case` records of one dataset, as `find_cases` returns them
+                   root:str|Path|None=None   # the dataset folder (or .csv) they were found in; its name counts too
+                  )->list:                   # ids of the cases without label that should have one, sorted
+    "Cases found without label although their names, or their labelled siblings, say they are training cases."
+    root = None if root is None else Path(root).expanduser()
+    if root is not None and root.is_file(): root = root.parent
+    names = {c.id: _case_names(c, root) for c in cases}
+    evals = {i for i, n in names.items() if _EVAL_WORDS.search(n)}
+    train = {i for i, n in names.items() if _TRAIN_WORDS.search(n) or (root is not None and _TRAIN_WORDS.search(root.name))}
+    some_labelled = any(c.label is not None for c in cases if c.id not in evals)
+    return sorted(c.id for c in cases if c.label is None and c.id not in evals and (c.id in train or some_labelled))
+
 
 # %% ../nbs/01_datasets.ipynb #075d79d7
 def _load(case, path, what):

@@ -27,10 +27,11 @@ from .metrics import region_dice
 from .augment import corrupt_modality, CORRUPTIONS
 
 # %% auto #0
-__all__ = ['LEGACY_MODEL', 'OPTIMIZERS', 'sample_subsets', 'mask_inputs', 'ModalitySubsets', 'RegionDice', 'region_metrics',
-           'rng_state', 'set_rng_state', 'atomic_torch_save', 'save_checkpoint', 'load_checkpoint',
-           'model_from_checkpoint', 'model_config', 'RunFolder', 'StopOnNaN', 'plot_curves', 'resolve_precision',
-           'optimizer_func', 'cloe_learner', 'poly_schedule', 'resume']
+__all__ = ['LEGACY_MODEL', 'OPTIMIZERS', 'LR_STEPS', 'sample_subsets', 'mask_inputs', 'ModalitySubsets', 'RegionDice',
+           'region_metrics', 'rng_state', 'set_rng_state', 'atomic_torch_save', 'save_checkpoint', 'load_checkpoint',
+           'model_from_checkpoint', 'model_config', 'complete_config', 'train_state', 'RunFolder', 'StopOnNaN',
+           'plot_curves', 'resolve_precision', 'optimizer_func', 'cloe_learner', 'poly_schedule', 'PolyLR', 'resume',
+           'RunEpochs']
 
 # %% ../nbs/20_learner.ipynb #ff98fbe4
 def sample_subsets(n:int,                 # number of samples
@@ -184,6 +185,8 @@ def load_checkpoint(path:str|Path,  # a file written by `save_checkpoint`
                          f"({type(e).__name__}), which could run code when unpickled; cloe_nb never loads such files") from None
     if not isinstance(ckpt, dict) or ckpt.get('format') != 'cloe_nb-checkpoint-1':
         raise ValueError(f"checkpoint: {path} is not a cloe_nb checkpoint (no 'format': 'cloe_nb-checkpoint-1' entry)")
+    missing = [k for k in ('model', 'model_config') if not isinstance(ckpt.get(k), dict)]
+    if missing: raise ValueError(f"checkpoint: {path} has no {' and no '.join(repr(k) for k in missing)} entry; expected a checkpoint written by cloe-train (save_checkpoint)")
     return ckpt
 
 # %% ../nbs/20_learner.ipynb #1fa45c9b
@@ -194,8 +197,7 @@ def model_from_checkpoint(ckpt:dict|str|Path,  # a loaded checkpoint, or its pat
                          )->torch.nn.Module:
     "Rebuild the model a checkpoint was saved from and load its weights."
     if not isinstance(ckpt, dict): ckpt = load_checkpoint(ckpt)
-    cfg = dict(ckpt['model_config'])
-    if get_config(cfg.get('name', 'full')).experts: cfg = {**LEGACY_MODEL, **cfg}   # a CLoE saved before these options existed
+    cfg = complete_config(ckpt['model_config'])
     diff = {k: (cfg.get(k), v) for k, v in (expect or {}).items() if _norm(cfg.get(k)) != _norm(v)}
     if diff: raise ValueError("checkpoint: its model config differs from what is needed: " +
                               ', '.join(f"{k}={a!r} in the checkpoint, {b!r} needed" for k, (a, b) in diff.items()))
@@ -208,19 +210,39 @@ def model_from_checkpoint(ckpt:dict|str|Path,  # a loaded checkpoint, or its pat
 
 def model_config(model:torch.nn.Module  # a model built by `build_model` (CLoE, an ablation or a baseline)
                 )->dict:                # keyword arguments of `build_model` that rebuild it
-    "The JSON-able configuration that rebuilds `model` with `build_model`."
-    cfg = dict(name=model.ablation, n_modalities=model.n_modalities, n_classes=model.n_classes, widths=list(model.widths))
-    if hasattr(model, 'contrastive_head'):   # CLoE and its ablations (not the early-fusion baseline)
-        cfg.update(contrastive=model.contrastive_head is not None, detach_scores=model.detach_scores,
-                   gate_hidden=model.gate.mlp[0].out_features if model.gate is not None else 16,
-                   score_transform=model.score_transform, temperature=model.temperature)
-    return cfg
+    "The JSON-able configuration that rebuilds `model` with `build_model`: its constructor's arguments, as given."
+    args = getattr(model, 'init_args', None)
+    if args is None: raise ValueError(f"model: a {type(model).__name__} has no recorded constructor arguments; expected a model built by cloe_nb.model.build_model")
+    cfg = dict(name=args.get('ablation', model.ablation), **{k: v for k, v in args.items() if k != 'ablation'})
+    return _norm(dict(cfg, widths=list(cfg['widths'])))
+
+def complete_config(cfg:dict  # a saved model config (older checkpoints recorded fewer arguments)
+                   )->dict:   # every constructor argument, defaults filled in
+    "A model config with all its arguments, so that configs saved by different versions compare equal when they build the same model."
+    if get_config(cfg.get('name', 'full')).experts: cfg = {**LEGACY_MODEL, **cfg}   # a CLoE saved before these options existed
+    try:
+        with torch.device('meta'): return model_config(build_model(**cfg))   # no memory, no weights: only the arguments
+    except TypeError as e: raise ValueError(f"model config {cfg}: does not build a model ({e})") from None
 
 def _norm(v):
     if isinstance(v, dict): return {k: _norm(x) for k, x in v.items()}
     return [_norm(x) for x in v] if isinstance(v, (tuple, list)) else v
 
 # %% ../nbs/20_learner.ipynb #e0034b34
+def _train_dl(learn):
+    dl = learn.dls.train
+    return getattr(dl, 'dl', dl)   # the loader itself inside fastai's DistributedDL
+
+def train_state(learn:Learner  # a learner in (or after) training
+               )->dict:        # tensors, numbers and lists only (`weights_only` loading accepts it)
+    "What an exact resume needs beyond weights, optimiser and global RNGs: loader epoch and shuffle RNG, smoothed loss, fp16 loss scale."
+    dl, rec, scaler = _train_dl(learn), getattr(learn, 'recorder', None), getattr(learn, 'scaler', None)
+    rng = dl.rng.getstate() if hasattr(dl, 'rng') else None
+    sl = getattr(rec, 'smooth_loss', None)
+    return dict(loader_epoch=getattr(dl, 'epoch', None), loader_rng=[rng[0], list(rng[1]), rng[2]] if rng else None,
+                smooth_loss=[sl.count, sl.val.detach().cpu()] if sl is not None else None,
+                scaler=_plain(scaler.state_dict()) if scaler is not None else None)
+
 class RunFolder(Callback):
     "Per-epoch CSV log, last/best checkpoints and a curve figure in a run folder."
     order = 65  # after the Recorder has the epoch's values
@@ -252,17 +274,26 @@ class RunFolder(Callback):
         if is_best: self.best = float(score)
         meta = dict(metrics={k: (float(v) if v is not None else None) for k, v in vals.items()}, best=self.best, monitor=self.monitor,
                     **(self.extra or {}))
-        save_checkpoint(self.run_dir/'last.pth', self.model, self.model_config, self.opt, epoch, **meta)
+        save_checkpoint(self.run_dir/'last.pth', self.model, self.model_config, self.opt, epoch, train_state=train_state(self.learn), **meta)
         if is_best: save_checkpoint(self.run_dir/'best.pth', self.model, self.model_config, None, epoch, **meta)
 
 class StopOnNaN(Callback):
-    "Stop before the backward pass of a non-finite loss and remember where it happened."
+    "Stop before the backward pass of a non-finite or diverging loss, and remember where and why."
     order = -9
-    def before_fit(self): self.learn.nan_at = None
+    def __init__(self, max_ratio:float|None=1e3):  # a loss above `max_ratio` x the fit's first loss has diverged (None: NaN/inf only)
+        store_attr()
+    def before_fit(self): self.learn.nan_at, self.learn.nan_why, self.first = None, None, None
     def after_loss(self):
-        if self.training and not torch.isfinite(self.loss_grad).all():
-            self.learn.nan_at = (self.epoch, self.iter)
-            raise CancelFitException
+        if not self.training: return
+        loss = self.loss_grad.detach().float().mean()
+        if not torch.isfinite(loss): why = 'became NaN/inf'
+        else:
+            v = float(loss)
+            if self.first is None: self.first = v
+            if self.max_ratio is None or v <= self.max_ratio * max(abs(self.first), 1e-3): return
+            why = f'diverged ({v:.3g}, over {self.max_ratio:g} x the first batch loss {self.first:.3g})'
+        self.learn.nan_at, self.learn.nan_why = (self.epoch, self.iter), why
+        raise CancelFitException
 
 # %% ../nbs/20_learner.ipynb #8dc24ec3
 def plot_curves(run_dir:str|Path,   # a run folder with log.csv
@@ -319,6 +350,8 @@ def cloe_learner(dls,                           # fastai DataLoaders yielding (i
                  lr:float=2e-4,                 # learning rate (paper: 2e-4)
                  wd:float=1e-4,                 # L2 weight decay (paper: 1e-4)
                  optimizer:str='rfnet',         # 'rfnet' (torch Adam, amsgrad, eps 1e-8) or 'fastai' (see `optimizer_func`)
+                 lr_step:str='epoch',           # poly schedule: one rate per epoch ('epoch', RFNet) or per batch ('batch')
+                 max_loss_ratio:float|None=1e3, # stop when the loss exceeds this x the first batch loss (None: only NaN/inf)
                  p_full:float|None=None,        # probability of the full set in training
                  rotate_valid:bool=True,        # also validate on a rotating subset
                  p_corrupt:float=0.,            # probability of one corrupted modality per training sample (off: the paper)
@@ -340,14 +373,15 @@ def cloe_learner(dls,                           # fastai DataLoaders yielding (i
         raise ValueError(f"model: built for {model.n_modalities} modalities and {model.n_classes} classes, the data has {len(modalities)} and {lc.n_classes}")
     cfg = model_config(model)
     loss = CLoELoss(n_classes=lc.n_classes, foreground_classes=lc.region_classes[lc.foreground], ablation=model.config, **(loss_kwargs or {}))
-    callbacks = [ModalitySubsets(modalities, p_full, rotate_valid, p_corrupt), StopOnNaN()]
+    if lr_step not in LR_STEPS: raise ValueError(f"lr_step: expected one of {LR_STEPS}, got {lr_step!r}")
+    callbacks = [ModalitySubsets(modalities, p_full, rotate_valid, p_corrupt), StopOnNaN(max_loss_ratio), RunEpochs()]
     if clip: callbacks.append(GradientClip(clip))
     if run_dir is not None: callbacks.append(RunFolder(run_dir, cfg, monitor=f"dice_{lc.foreground}",
                                                        extra=dict(modalities=list(modalities), convention=lc.name)))
     mp = resolve_precision(mixed_precision)   # a bad value fails here, before training
     learn = Learner(dls, model, loss_func=loss, opt_func=optimizer_func(optimizer), lr=lr, wd=wd,
                     metrics=region_metrics(convention, rotate_valid), cbs=callbacks + list(cbs or []))
-    learn.model_config, learn.epochs_done, learn.optimizer = cfg, 0, optimizer
+    learn.model_config, learn.epochs_done, learn.optimizer, learn.lr_step = cfg, 0, optimizer, lr_step
     if mp == 'bf16': learn.to_bf16()
     elif mp == 'fp16': learn.to_fp16()
     return learn
@@ -362,18 +396,34 @@ def poly_schedule(lr:float,          # initial learning rate lr_0
     def _sched(pos): return lr * max(0., 1 - (start + pos * span)) ** power
     return _sched
 
+LR_STEPS = ('epoch', 'batch')
+
+class PolyLR(Callback):
+    "The poly learning rate from the run's absolute position: the same step gets the same rate after a resume."
+    order = 60   # where fastai's ParamScheduler runs
+    def __init__(self, lr:float,         # initial learning rate lr_0
+                 total_epochs:int,       # length of the whole run E
+                 power:float=0.9,        # polynomial power
+                 step:str='epoch'):      # 'epoch': one rate per epoch (RFNet); 'batch': updated every batch
+        if step not in LR_STEPS: raise ValueError(f"lr_step: expected one of {LR_STEPS}, got {step!r}")
+        store_attr(); self.sched = poly_schedule(lr, power)
+    def before_batch(self):
+        if not self.training: return
+        t = getattr(self.learn, 'epochs_done', 0) + self.epoch + (self.iter / self.n_iter if self.step == 'batch' else 0)
+        self.opt.set_hyper('lr', self.sched(t / self.total_epochs))
+
 @patch
 def fit_poly(self:Learner,
              n_epoch:int,              # epochs to run now
              lr:float|None=None,       # initial learning rate (default: the learner's)
              power:float=0.9,          # polynomial power
              total_epochs:int|None=None,  # length of the whole run (default: epochs done + n_epoch)
+             step:str|None=None,       # 'epoch' (RFNet) or 'batch'; default: the learner's `lr_step`
              cbs:list|None=None):      # extra callbacks for this fit
     "Fit with the poly schedule, continuing it when the learner was resumed."
     done = getattr(self, 'epochs_done', 0)
     total = total_epochs or done + n_epoch
-    sched = poly_schedule(lr or self.lr, power, done / total, n_epoch / total)
-    self.fit(n_epoch, cbs=[ParamScheduler({'lr': sched})] + list(cbs or []))
+    self.fit(n_epoch, cbs=[PolyLR(lr or self.lr, total, power, step or getattr(self, 'lr_step', 'epoch'))] + list(cbs or []))
     self.epochs_done = done + self.epoch + (getattr(self, 'nan_at', None) is None)  # epochs completed so far
 
 # %% ../nbs/20_learner.ipynb #d16e232d
@@ -382,7 +432,7 @@ def resume(learn:Learner,       # a learner built with the run's configuration
           )->int:               # epochs already done
     "Load model, optimiser, RNG states and progress from a checkpoint into `learn`."
     ckpt = load_checkpoint(ckpt_path)
-    if _norm(ckpt['model_config']) != _norm(learn.model_config):
+    if complete_config(ckpt['model_config']) != complete_config(learn.model_config):
         raise ValueError(f"resume: {ckpt_path} was saved with model config {ckpt['model_config']}, the learner has {learn.model_config}")
     learn.model.load_state_dict(ckpt['model'])
     learn.create_opt()
@@ -391,6 +441,32 @@ def resume(learn:Learner,       # a learner built with the run's configuration
         raise ValueError(f"resume: {ckpt_path} holds the state of another optimiser than the learner's {getattr(learn, 'optimizer', type(learn.opt).__name__)!r}")
     if opt is not None: learn.opt.load_state_dict(opt if 'param_groups' in opt else dict(state=opt['state'], hypers=L(opt['hypers'])))
     set_rng_state(ckpt['rng'])
+    state = ckpt.get('train_state') or {}
+    dl = _train_dl(learn)
+    if state.get('loader_epoch') is not None and hasattr(dl, 'epoch'): dl.epoch = state['loader_epoch']
+    if state.get('loader_rng') is not None and hasattr(dl, 'rng'):
+        v, s, g = state['loader_rng']; dl.rng.setstate((v, tuple(s), g))
+    learn.resume_state = state          # smoothed loss and loss scale: restored by `RunEpochs` once fastai has reset them
     learn.epochs_done = ckpt['epoch'] + 1
     if hasattr(learn, 'run_folder'): learn.run_folder.best = ckpt.get('best', -math.inf)
     return learn.epochs_done
+
+class RunEpochs(Callback):
+    "Epochs counted over the whole run in the console and the log, and the state fastai resets at every fit restored after a resume."
+    order = 55   # after the Recorder (50) and MixedPrecision (10) reset their state, before the progress bar (60) is made
+    def before_fit(self):
+        state, self.learn.resume_state = getattr(self.learn, 'resume_state', None) or {}, None
+        rec, scaler = getattr(self.learn, 'recorder', None), getattr(self.learn, 'scaler', None)
+        if state.get('smooth_loss') is not None and rec is not None:
+            rec.smooth_loss.count, rec.smooth_loss.val = state['smooth_loss'][0], state['smooth_loss'][1].to(rec.smooth_loss.val.device)
+        if state.get('scaler') is not None and scaler is not None: scaler.load_state_dict(state['scaler'])
+    def before_epoch(self):
+        done, rec = getattr(self.learn, 'epochs_done', 0), getattr(self.learn, 'recorder', None)
+        if rec is not None and len(rec.log): rec.log[0] = done + self.epoch        # the epoch column of the printed table
+        mb = getattr(getattr(self.learn, 'progress', None), 'mbar', None)
+        if done and mb is not None and not getattr(mb, 'run_epochs', False):   # the console bar: "Epoch 4/6", not "Epoch 1/3"
+            add, total = mb.add_child, done + self.n_epoch
+            def _add(child):
+                add(child)
+                if hasattr(child, 'prefix'): child.prefix = f'Epoch {done + self.epoch + 1}/{total} :'
+            mb.add_child, mb.run_epochs = _add, True

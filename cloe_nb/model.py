@@ -84,7 +84,9 @@ class CLoE(nn.Module):
                  eps:float=1e-6,                    # cosine epsilon (Eq. 2)
                  contrastive_kwargs:dict|None=None  # extra arguments of ContrastiveHead
                 ):
+        init_args = {k: v for k, v in locals().items() if k not in ('self', '__class__')}
         super().__init__()
+        self.init_args = init_args   # the constructor's arguments, as given: `cloe_nb.learner.model_config` saves them
         if n_modalities < 1 or n_classes < 2: raise ValueError(f"n_modalities, n_classes: expected >= 1 and >= 2, got {n_modalities}, {n_classes}")
         self.config = get_config(ablation)
         if not self.config.experts: raise ValueError(f"ablation: {ablation!r} has no modality experts; use EarlyFusionUNet (or build_model({ablation!r}))")
@@ -176,7 +178,9 @@ class EarlyFusionUNet(nn.Module):
                  n_modalities:int=4,              # M: input channels
                  n_classes:int=4,                 # C: classes including background
                  widths:tuple=(16, 32, 64, 128)): # channels per level, shallow to deep
+        init_args = {k: v for k, v in locals().items() if k not in ('self', '__class__')}
         super().__init__()
+        self.init_args = init_args
         self.ablation, self.config = 'early_fusion', get_config('early_fusion')
         self.n_modalities, self.n_classes, self.widths = n_modalities, n_classes, tuple(widths)
         self.encoder, self.decoder = Encoder(n_modalities, self.widths), Decoder(self.widths, n_classes)

@@ -6,7 +6,7 @@ Docs: https://cloe-nb.github.io/cloe_nb/preprocess.html.md"""
 
 # %% ../nbs/03_preprocess.ipynb #19c27d1b
 from __future__ import annotations
-import json, os, shutil, sys, uuid
+import json, os, shutil, sys, uuid, warnings
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -14,11 +14,12 @@ import nibabel as nib
 from fastcore.parallel import parallel
 from fastcore.script import call_parse, store_true
 from .core import BRATS_MODALITIES, cli_errors, get_convention, writable_dir
-from .datasets import Case, find_cases, read_case
+from .datasets import Case, find_cases, missing_labels, read_case
 
 # %% auto #0
-__all__ = ['CACHE_FORMAT', 'crop_box', 'zscore_nonzero', 'prepare_case', 'restore_to_original', 'restore_nifti', 'CacheEntry',
-           'is_cache', 'load_cache', 'prepare_dataset', 'prepare_cli']
+__all__ = ['CACHE_FORMAT', 'crop_box', 'zscore_nonzero', 'source_record', 'prepare_case', 'restore_to_original', 'restore_nifti',
+           'CacheEntry', 'is_cache', 'load_cache', 'CacheWarning', 'source_changes', 'stale_entries', 'unlabelled_ids',
+           'check_cache', 'prepare_dataset', 'prepare_cli']
 
 # %% ../nbs/03_preprocess.ipynb #f4df32f6
 def crop_box(image:np.ndarray,  # (M, X, Y, Z) images of one case
@@ -52,23 +53,37 @@ def zscore_nonzero(image:np.ndarray  # (M, *spatial) images of one case
 # %% ../nbs/03_preprocess.ipynb #51160ffa
 CACHE_FORMAT = 1  # version of the cache layout written by `prepare_case`
 
-def _case_meta(case, image, affine, box, means, stds, label):
+def _stat(path)->dict:
+    "Path (resolved), size and mtime_ns of one file; size and mtime_ns are None when it is missing."
+    path = Path(path)
+    try: st = path.stat()
+    except OSError: return dict(path=str(path.resolve()), size=None, mtime_ns=None)
+    return dict(path=str(path.resolve()), size=st.st_size, mtime_ns=st.st_mtime_ns)
+
+def source_record(case:Case  # the case whose files to record
+                 )->dict:    # role (modality tag or 'label') -> {'path', 'size', 'mtime_ns'}; None values for a missing file
+    "Path, size and modification time of every source file of a case, as `meta.json` keeps them."
+    files = {**case.images, **({'label': case.label} if case.label is not None else {})}
+    return {role: _stat(p) for role, p in files.items()}
+
+def _case_meta(case, image, affine, box, means, stds, label, source_files=None):
     return dict(id=case.id, format=CACHE_FORMAT, layout=case.layout, modalities=list(case.modalities),
                 convention=case.convention, original_shape=list(image.shape[1:]), affine=np.asarray(affine).tolist(),
                 spacing=np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(0)).round(6).tolist(),
                 crop_box=[list(b) for b in box], shape=[b - a for a, b in box], has_label=label is not None,
                 intensity_mean=np.round(means, 4).tolist(), intensity_std=np.round(stds, 4).tolist(),
                 sources={m: str(p) for m, p in case.images.items()}, label_source=None if case.label is None else str(case.label),
-                channels=case.channels)
+                channels=case.channels, source_files=source_files)
 
 def prepare_case(case:Case,           # the case to preprocess
                  out_dir:str|Path,    # cache folder; the case goes to `out_dir/<case.id>/`
                  margin:int=0,        # voxels kept around the non-zero box
-                 force:bool=False     # rewrite the case even if it is already in the cache
+                 force:bool=False     # rewrite the case even if it is in the cache, complete and up to date
                 )->Path:              # the case's cache folder
-    "Crop, normalise and write one case to the cache, atomically."
+    "Crop, normalise and write one case to the cache, atomically (again if its entry is stale or damaged)."
     out_dir = Path(out_dir); final = out_dir/case.id
-    if (final/'meta.json').exists() and not force: return final
+    if (final/'meta.json').exists() and not force and not _why_refresh(final, case): return final
+    sources = source_record(case)   # before reading: a file replaced while we read it makes the entry stale, not wrong
     image, label, affine = read_case(case)
     box = crop_box(image, margin)
     sl = tuple(slice(a, b) for a, b in box)
@@ -81,7 +96,7 @@ def prepare_case(case:Case,           # the case to preprocess
         tmp.mkdir()
         np.save(tmp/'image.npy', half)
         if label is not None: np.save(tmp/'label.npy', label[sl])
-        meta = _case_meta(case, image, affine, box, means, stds, label)
+        meta = _case_meta(case, image, affine, box, means, stds, label, sources)
         (tmp/'meta.json').write_text(json.dumps(meta, indent=1))
         if final.exists():   # force: move the old one aside, then swap
             old = out_dir/f'.{case.id}.old-{uuid.uuid4().hex[:8]}'
@@ -153,12 +168,134 @@ def load_cache(cache_dir:str|Path,  # a folder written by `prepare_dataset` / `c
     if missing: raise ValueError(f"ids: {len(missing)} case(s) not in cache {cache_dir}, e.g. {missing[:3]}; the cache has {len(entries)} cases")
     return [entries[i] for i in sorted(ids)]
 
+# %% ../nbs/03_preprocess.ipynb #3031521f
+class CacheWarning(UserWarning):
+    "A problem with the data that does not stop preprocessing, such as training cases without label."
+
+_META_KEYS = ('id', 'format', 'modalities', 'shape', 'has_label')   # what training needs from meta.json
+
+def _read_meta(folder:Path)->tuple:
+    "(meta, '') for a usable meta.json, else (None or the meta, what is wrong with it)."
+    f = folder/'meta.json'
+    try: meta = json.loads(f.read_text())
+    except (OSError, ValueError) as e: return None, f"{f} cannot be read as JSON ({e})"
+    if not isinstance(meta, dict) or any(k not in meta for k in _META_KEYS):
+        return None, f"{f} lacks {[k for k in _META_KEYS if not isinstance(meta, dict) or k not in meta]}; expected the metadata cloe-prepare writes"
+    if meta['format'] != CACHE_FORMAT: return meta, f"{f} has format {meta['format']}; expected {CACHE_FORMAT}"
+    return meta, ''
+
+_NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+def _npy_problem(path:Path, shape:tuple, dtype)->str:
+    "What is wrong with a cached array file, judged from its header and size alone ('' if nothing)."
+    if not path.is_file(): return f"{path} is missing"
+    dtype, size = np.dtype(dtype), path.stat().st_size
+    try:
+        with open(path, 'rb') as f:
+            version = np.lib.format.read_magic(f)
+            if version not in _NPY_HEADERS: return f"{path} is a .npy file of version {version}; expected 1.0 or 2.0 as np.save writes"
+            found, _, found_dtype = _NPY_HEADERS[version](f)
+            offset = f.tell()
+    except (OSError, ValueError, EOFError) as e: return f"{path} is not a readable .npy file ({e})"
+    if tuple(found) != tuple(shape) or found_dtype != dtype:
+        return f"{path} holds {found_dtype} {tuple(found)}; expected {dtype} {tuple(shape)} as meta.json says"
+    expected = offset + int(np.prod(shape)) * dtype.itemsize
+    if size < expected: return f"{path} is truncated ({size} bytes, expected {expected})"
+    if size > expected: return f"{path} has {size} bytes, expected {expected}"
+    return ''
+
+def _entry_problem(folder:Path)->tuple:
+    "(meta or None, what is wrong with the cache entry in `folder`, '' if nothing), from headers and sizes only."
+    meta, why = _read_meta(folder)
+    if why: return meta, why
+    shape = tuple(meta['shape'])
+    why = _npy_problem(folder/'image.npy', (len(meta['modalities']), *shape), np.float16)
+    if not why and meta['has_label']: why = _npy_problem(folder/'label.npy', shape, np.uint8)
+    return meta, why
+
+
+# %% ../nbs/03_preprocess.ipynb #120f1df9
+def source_changes(meta:dict,           # a cache entry's metadata (`CacheEntry.meta`, `meta.json`)
+                   case:Case|None=None  # the case as found in the dataset now; None: check the recorded files
+                  )->str:               # '' when the entry is up to date, else how its sources differ ('; '-separated)
+    "How the source files of a cache entry differ from those on disk now ('' if they do not)."
+    rec = meta.get('source_files')
+    if not rec: return "no record of its source files (cached by an older cloe-prepare)"
+    now = source_record(case) if case is not None else {r: _stat(s['path']) for r, s in rec.items()}
+    out = []
+    for role in [*rec, *(r for r in now if r not in rec)]:
+        was, new = rec.get(role), now.get(role)
+        if was is None: out.append(f"{role} {new['path']} is new (cached without it)")
+        elif new is None: out.append(f"{role} {was['path']} is no longer part of the case")
+        elif new['size'] is None:   # gone: a change when the dataset still lists it; else the cache is all there is
+            if case is not None: out.append(f"{role} {new['path']} is missing")
+        elif new['path'] != was['path']: out.append(f"{role} is now {new['path']}, cached from {was['path']}")
+        elif new['size'] != was['size']: out.append(f"{role} {new['path']} changed size ({was['size']} -> {new['size']} bytes)")
+        elif new['mtime_ns'] != was['mtime_ns']: out.append(f"{role} {new['path']} was modified after it was cached")
+    return '; '.join(out)
+
+def _why_refresh(folder:Path, case:Case)->str:
+    "Why the cache entry in `folder` must be prepared again from `case` ('' when it is complete and up to date)."
+    meta, why = _entry_problem(folder)
+    return why or source_changes(meta, case)
+
+def _entries(cache)->list:
+    return load_cache(cache) if isinstance(cache, (str, Path)) else list(cache)
+
+def stale_entries(cache:str|Path|list,     # a cache folder, or its `CacheEntry` records
+                  data:str|Path|None=None, # the dataset it was prepared from; None: the files `meta.json` records
+                  layout:str='auto',       # dataset layout when `data` is given, see `find_cases`
+                  convention:str|None=None # label convention override when `data` is given
+                 )->dict:                  # {id: how its sources changed} for each stale entry, sorted by id
+    "Cache entries whose source files changed since they were prepared (or were never recorded)."
+    entries = _entries(cache)
+    if data is None: return {e.id: why for e in entries if (why := source_changes(e.meta))}
+    cases = {c.id: c for c in find_cases(data, layout, convention)}
+    return {e.id: why for e in entries if e.id in cases and (why := source_changes(e.meta, cases[e.id]))}
+
+def unlabelled_ids(cache:str|Path|list  # a cache folder, or its `CacheEntry` records
+                  )->list:              # ids of its entries without label, sorted
+    "The image-only cases of a cache (training and evaluation skip them)."
+    return [e.id for e in _entries(cache) if not e.meta['has_label']]
+
+
+# %% ../nbs/03_preprocess.ipynb #99c5e0dd
+def check_cache(cache:str|Path,     # a folder written by `prepare_dataset` / `cloe-prepare`
+                ids:list|None=None  # the case ids a run uses; None: every entry
+               )->list:             # their `CacheEntry` records, as `load_cache(cache, ids)` returns them
+    "Check, from headers and file sizes only, that the cache entries a run uses are complete; one error names the first bad file."
+    cache = Path(cache).expanduser()
+    if not is_cache(cache): return load_cache(cache, ids)   # its error: not a cache
+    folders = {p.name: p for p in sorted(cache.iterdir()) if not p.name.startswith('.') and (p/'meta.json').is_file()}
+    used = folders if ids is None else {i: folders[i] for i in sorted(ids) if i in folders}   # unknown ids: load_cache's error
+    bad = {i: why for i, p in used.items() if (why := _entry_problem(p)[1])}
+    if bad:
+        (first, why), more = next(iter(bad.items())), list(bad)[1:]
+        also = f"; {len(more)} more damaged entr{'y' if len(more) == 1 else 'ies'}: {more[:5]}" if more else ''
+        raise ValueError(f"cache entry {first}: {why}{also}; re-run cloe-prepare DATA {cache} (DATA: the dataset it was prepared from) "
+                         f"to rebuild {'them' if more else 'it'}")
+    return load_cache(cache, ids)
+
+
 # %% ../nbs/03_preprocess.ipynb #43ce2f97
 def _prepare_one(case, out, margin, force):
-    "Worker: prepare one case; returns (id, 'done'|'skipped'|'bad', error message)."
-    if (Path(out)/case.id/'meta.json').exists() and not force: return case.id, 'skipped', ''
-    try: prepare_case(case, out, margin, force); return case.id, 'done', ''
+    "Worker: prepare one case; returns (id, 'done'|'refreshed'|'skipped'|'bad', why it was refreshed or the error)."
+    folder, why = Path(out)/case.id, ''
+    if (folder/'meta.json').exists() and not force:
+        why = _why_refresh(folder, case)
+        if not why: return case.id, 'skipped', ''
+    try: prepare_case(case, out, margin, force or bool(why)); return case.id, 'refreshed' if why else 'done', why
     except (ValueError, OSError) as e: return case.id, 'bad', str(e)
+
+_LABEL_HINT = {'brats': "a label named <case>_seg.nii.gz (or .nii) in each case folder",
+               'brats2023': "a label named <case>-seg.nii.gz in each case folder",
+               'msd': "a label listed for each training case in dataset.json", 'csv': "a label path in the .csv's label column"}
+
+def _unlabelled_warning(data, cases:list, unlabelled:list)->str:
+    layout = next(c.layout for c in cases if c.id == unlabelled[0])
+    shown = f"{unlabelled}" if len(unlabelled) <= 5 else f"{unlabelled[:5]} and {len(unlabelled) - 5} more"
+    return (f"data {data}: {len(unlabelled)} of {len(cases)} case(s) have no label file but look like training cases: {shown}; "
+            f"they are cached image-only and training will not use them. Expected {_LABEL_HINT[layout]}; is a label file misnamed?")
 
 def prepare_dataset(data:str|Path,      # dataset folder as downloaded (or a .csv file)
                     out:str|Path,       # cache folder to write
@@ -169,16 +306,18 @@ def prepare_dataset(data:str|Path,      # dataset folder as downloaded (or a .cs
                     margin:int=0,       # voxels kept around the non-zero box
                     convention:str|None=None,  # label convention override, see `find_cases`
                     progress:bool=True  # show a progress bar
-                   )->dict:             # {'done': [ids], 'skipped': [ids already cached], 'bad': {id: error}}
-    "Preprocess every case of a dataset into a cache folder."
+                   )->dict:             # {'done': [ids], 'refreshed': {id: why}, 'skipped': [ids up to date], 'bad': {id: error}, 'unlabelled': [ids]}
+    "Preprocess every case of a dataset into a cache folder; stale or damaged entries are prepared again."
     cases = find_cases(data, layout, convention)
+    unlabelled = missing_labels(cases, data)
+    if unlabelled: warnings.warn(_unlabelled_warning(data, cases, unlabelled), CacheWarning, stacklevel=2)
     if workers is None: workers = min(4, os.cpu_count() or 1)
     if workers < 0: raise ValueError(f"workers: {workers}; expected 0 or more")
     writable_dir(out)
     res = parallel(_prepare_one, cases, out=out, margin=margin, force=force, n_workers=min(workers, len(cases)) if workers else 0,
                    progress=progress, total=len(cases))
-    report = dict(done=[i for i, s, _ in res if s == 'done'], skipped=[i for i, s, _ in res if s == 'skipped'],
-                  bad={i: m for i, s, m in res if s == 'bad'})
+    report = dict(done=[i for i, s, _ in res if s == 'done'], refreshed={i: m for i, s, m in res if s == 'refreshed'},
+                  skipped=[i for i, s, _ in res if s == 'skipped'], bad={i: m for i, s, m in res if s == 'bad'}, unlabelled=unlabelled)
     if report['bad'] and not skip_bad:
         first = next(iter(report['bad'].values()))
         raise ValueError(f"{len(report['bad'])} bad case(s) of {len(cases)}; the first: {first}. "
@@ -186,6 +325,12 @@ def prepare_dataset(data:str|Path,      # dataset folder as downloaded (or a .cs
     return report
 
 # %% ../nbs/03_preprocess.ipynb #558c2f75
+def _print_warnings(caught:list, prog:str):
+    "Show recorded `CacheWarning`s as one line each on stderr (`PROG: warning: ...`); others as Python shows them."
+    for w in caught:
+        if issubclass(w.category, CacheWarning): print(f"{prog}: warning: {w.message}", file=sys.stderr)
+        else: warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+
 @call_parse
 @cli_errors
 def prepare_cli(data:str,              # dataset folder as downloaded (BraTS, MSD) or a .csv listing the cases
@@ -197,7 +342,13 @@ def prepare_cli(data:str,              # dataset folder as downloaded (BraTS, MS
                 margin:int=0,          # voxels kept around the non-zero box
                 convention:str=None):  # label convention override (brats, brats2023, msd-task01, msd-task05)
     "Preprocess a dataset into a cache for training: crop, z-score, float16 memory-mappable arrays."
-    r = prepare_dataset(data, out, layout, workers, force, skip_bad, margin, convention)
-    print(f"{out}: prepared {len(r['done'])} case(s), {len(r['skipped'])} already done, {len(r['bad'])} bad")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always', CacheWarning)
+        try: r = prepare_dataset(data, out, layout, workers, force, skip_bad, margin, convention)
+        finally: _print_warnings(caught, 'cloe-prepare')
+    print(f"{out}: prepared {len(r['done'])} case(s), refreshed {len(r['refreshed'])} (stale or damaged), "
+          f"{len(r['skipped'])} already done, {len(r['bad'])} bad")
+    for i, m in list(r['refreshed'].items())[:5]: print(f"  refreshed: {i}: {m}")
+    if len(r['refreshed']) > 5: print(f"  refreshed: {len(r['refreshed']) - 5} more")
     for i, m in r['bad'].items(): print(f"  bad: {i}: {m}")
     return r

@@ -6,25 +6,26 @@ Docs: https://cloe-nb.github.io/cloe_nb/train.html.md"""
 
 # %% ../nbs/21_train.ipynb #cae8c2f3
 from __future__ import annotations
-import json, os, sys, time
+import contextlib, json, math, os, shlex, sys, time, warnings
 from dataclasses import dataclass, asdict, fields, replace
 from pathlib import Path
 from .core import atomic_write, cli_errors, writable_dir  # first: it quiets a torch warning fastai triggers on import
+import numpy as np
 import torch
 from fastcore.script import call_parse
 from fastcore.basics import patch
 from fastai.torch_core import set_seed
 from .datasets import find_cases, load_split, kfold_split, read_id_file
-from .preprocess import is_cache, load_cache, prepare_dataset
+from .preprocess import is_cache, load_cache, prepare_dataset, check_cache, stale_entries, unlabelled_ids, CacheWarning
 from .phantom import make_phantom_dataset
 from .augment import cloe_dataloaders
 from .model import get_config
-from .learner import cloe_learner, resume, plot_curves, resolve_precision, optimizer_func
+from .learner import cloe_learner, resume, plot_curves, resolve_precision, optimizer_func, LR_STEPS
 from .gating import check_score_transform
 
 # %% auto #0
-__all__ = ['DEMO', 'RUNTIME', 'LEGACY_CONFIG', 'TrainConfig', 'resolve_config', 'split_ids', 'check_data',
-           'prepare_training_data', 'train', 'summary', 'train_cli']
+__all__ = ['DEMO', 'RUNTIME', 'LEGACY_CONFIG', 'GROWABLE', 'TrainConfig', 'resolve_config', 'held_out', 'split_ids', 'check_data',
+           'prepare_training_data', 'run_lock', 'train', 'summary', 'train_cli']
 
 # %% ../nbs/21_train.ipynb #c797b881
 @dataclass
@@ -44,7 +45,10 @@ class TrainConfig:
     ablation:str = 'full'             # a row of the ablation table or a baseline (cloe_nb.model.get_config)
     p_full:float|None = None          # probability of the full modality set in training; None: uniform
     fg_ratio:float = 0.               # probability of a foreground-centred training patch
-    split:str|None = None             # training cases: a file of ids, or 'brats2020_rfnet'; None: seeded 4/5 of the cases
+    split:str|None = None             # training cases: a file of ids, 'brats2020_rfnet' or 'name:part'; None: every labelled case
+    valid:str|None = None             # validation cases: a file of ids or 'name:part'; None: the split's val part, else valid_fraction
+    valid_fraction:float = 0.2        # seeded share of the training cases held out when no validation cases are named (0: none)
+    lr_step:str = 'epoch'             # poly schedule: one rate per epoch ('epoch', RFNet) or per batch ('batch')
     lam:float = 0.1                   # lambda (Eq. 8)
     alpha:float = 1.                  # alpha (Eq. 11)
     beta:float = 0.1                  # beta (Eq. 11); 0 turns L_con off
@@ -60,7 +64,16 @@ DEMO = dict(epochs=12, iters_per_epoch=24, patch=48, widths=(8, 16, 32, 64), bs=
 
 # %% ../nbs/21_train.ipynb #985687af
 RUNTIME = ('workers', 'checkpointing')   # may change on --resume
-LEGACY_CONFIG = dict(optimizer='fastai', score_transform='raw')   # what a config.json written before these options meant
+LEGACY_CONFIG = dict(optimizer='fastai', score_transform='raw', lr_step='batch')   # what a config.json written before these options meant
+GROWABLE = ('epochs',)                   # may grow on --resume (the poly schedule is stretched from the current epoch on)
+
+def _positive(cfg, names, strict=True, optional=False):
+    for k in names:
+        v = getattr(cfg, k)
+        if optional and v is None: continue
+        if (v <= 0 if strict else v < 0) or v != v:
+            what = 'a positive number' if strict else 'zero or more'
+            raise ValueError(f"{k.replace('_', '-')}: expected {what}{' (or leave it out)' if optional else ''}, got {v}")
 
 def _as_widths(w)->tuple:
     if isinstance(w, str): w = [s for s in w.replace('-', ',').split(',') if s.strip()]
@@ -79,16 +92,25 @@ def resolve_config(demo:bool=False,          # phantom demo: start from `DEMO` o
     if unknown: raise ValueError(f"unknown training options {sorted(unknown)}")
     if 'widths' in given: given['widths'] = _as_widths(given['widths'])
     if saved is not None:
+        unknown = set(saved) - {f.name for f in fields(TrainConfig)}
+        if unknown or 'widths' not in saved: raise ValueError(f"resume: config.json holds {'unknown entries ' + str(sorted(unknown)) if unknown else 'no widths'}; expected the config.json cloe-train wrote")
         base = TrainConfig(**{**LEGACY_CONFIG, **saved, 'widths': tuple(saved['widths'])})
-        diff = {k: (getattr(base, k), v) for k, v in given.items() if getattr(base, k) != v and k not in RUNTIME}
+        grow = {k for k in GROWABLE if k in given and given[k] >= getattr(base, k)}
+        diff = {k: (getattr(base, k), v) for k, v in given.items() if getattr(base, k) != v and k not in RUNTIME and k not in grow}
         if diff: raise ValueError("resume: the run was started with another configuration: " +
                                   ', '.join(f"{k}={a!r} in config.json, {b!r} given" for k, (a, b) in diff.items()) +
                                   "; resume with the same options (or none), or start a new run folder")
-        cfg = replace(base, **{k: v for k, v in given.items() if k in RUNTIME})
+        cfg = replace(base, **{k: v for k, v in given.items() if k in RUNTIME or k in grow})
     else: cfg = TrainConfig(**{**(DEMO if demo else {}), **given})
     get_config(cfg.ablation)   # unknown ablation -> clear error
-    for k in ('epochs', 'patch', 'bs'):
-        if getattr(cfg, k) < 1: raise ValueError(f"{k}: expected a positive integer, got {getattr(cfg, k)}")
+    for k in ('epochs', 'patch', 'bs', 'iters_per_epoch'):
+        v = getattr(cfg, k)
+        if v is not None and v < 1:
+            raise ValueError(f"{k.replace('_', '-')}: expected a positive integer{' (or leave it out: one patch per training case)' if k == 'iters_per_epoch' else ''}, got {v}")
+    _positive(cfg, ('lr',)); _positive(cfg, ('clip',), optional=True); _positive(cfg, ('wd', 'lam', 'alpha', 'beta', 'fg_ratio'), strict=False)
+    if not 0 <= cfg.valid_fraction < 1: raise ValueError(f"valid-fraction: expected a share in [0, 1), got {cfg.valid_fraction}")
+    if cfg.lr_step not in LR_STEPS: raise ValueError(f"lr-step: expected one of {LR_STEPS}, got {cfg.lr_step!r}")
+    if cfg.workers is not None and cfg.workers < 0: raise ValueError(f"workers: expected 0 or more loader threads, got {cfg.workers}")
     k = 2 ** (len(cfg.widths) - 1)
     if cfg.patch % k: raise ValueError(f"patch: {cfg.patch} is not divisible by 2**(levels-1) = {k} for widths {cfg.widths}")
     if not 0 <= cfg.p_corrupt <= 1: raise ValueError(f"p_corrupt: expected a probability in [0, 1], got {cfg.p_corrupt}")
@@ -98,28 +120,56 @@ def resolve_config(demo:bool=False,          # phantom demo: start from `DEMO` o
     return cfg
 
 # %% ../nbs/21_train.ipynb #a94d3e46
-def split_ids(split:str|None,  # None, a shipped split name, or a file of ids
-              ids:list,        # labelled case ids available
-              seed:int=0       # seed of the held-out fifth
-             )->tuple:         # (train ids, valid ids)
-    "Training and validation case ids for a run."
-    if split is None: part = kfold_split(ids, 5, 0, seed) if len(ids) >= 5 else dict(train=ids[:-1], val=ids[-1:])
-    elif not Path(split).exists() and '/' not in split and not split.endswith('.txt'):
-        s = load_split(split); part = dict(train=s['train'], val=s.get('val', []))
+def _listed(spec:str, what:str, part:str)->tuple:
+    "Case ids named by a file, 'name:part' or a shipped split name (then `part` of it); and the split itself when named."
+    if Path(spec).expanduser().is_file(): return read_id_file(spec), None
+    name, _, p = spec.partition(':')
+    if '/' in spec or spec.endswith('.txt') or not name: raise ValueError(f"{what}: {spec} is not a file of case ids; expected a file or a shipped split such as brats2020_rfnet:{part}")
+    s = load_split(name)
+    if (p or part) not in s: raise ValueError(f"{what}: split {name!r} has no part {p or part!r}; expected one of {sorted(s)}")
+    return s[p or part], (s if not p else None)
+
+def held_out(ids:list,           # candidate training case ids
+             fraction:float=0.2, # share held out for validation
+             seed:int=0          # shuffling seed
+            )->list:             # the held-out ids, sorted (at least one case is left to train on)
+    "A seeded share of the cases for validation: the first ceil(fraction n) of a seeded permutation (for 0.2, fold 0 of `kfold_split`)."
+    ids = sorted(set(ids))
+    n = min(math.ceil(fraction * len(ids) - 1e-9), len(ids) - 1) if fraction > 0 else 0
+    perm = np.random.default_rng(seed).permutation(len(ids))
+    return sorted(ids[i] for i in perm[:n])
+
+def split_ids(split:str|None,      # training cases: None (every labelled case), a file of ids, a shipped split name or 'name:part'
+              ids:list,            # labelled case ids available
+              seed:int=0,          # seed of the held-out share
+              valid:str|None=None, # validation cases: a file of ids or 'name:part'; None: the split's val part, else `valid_fraction`
+              valid_fraction:float=0.2  # share of the training cases held out when no validation cases are named
+             )->tuple:             # (train ids, valid ids, one line saying where the validation cases come from)
+    "Training and validation case ids for a run, and how they were chosen."
+    train, named = (sorted(ids), None) if split is None else _listed(split, 'split', 'train')
+    if valid is not None: val, how = _listed(valid, 'valid', 'val')[0], f"validation: {{n}} case(s) from {valid}"
+    elif named is not None and named.get('val'): val, how = named['val'], f"validation: {{n}} case(s) from {split}:val"
     else:
-        listed = read_id_file(split)
-        part = kfold_split(listed, 5, 0, seed) if len(listed) >= 5 else dict(train=listed, val=[])
-    missing = sorted(set(part['train']) - set(ids)) + sorted(set(part['val']) - set(ids))
+        val = held_out(train, valid_fraction, seed)
+        how = (f"validation: {{n}} of the {len(train)} training case(s) held out (valid_fraction {valid_fraction:g}, seed {seed})" if val else
+               f"validation: none (valid_fraction {valid_fraction:g} of {len(train)} case(s)); best.pth is not written, last.pth is the run's model")
+    train = [i for i in train if i not in set(val)]
+    missing = sorted(set(train) - set(ids)) + sorted(set(val) - set(ids))
     if missing: raise ValueError(f"split: {len(missing)} listed case(s) are not labelled cases of the data, e.g. {missing[:3]}")
-    if not part['train']: raise ValueError("split: no training cases")
-    return list(part['train']), list(part['val'])
+    if not train: raise ValueError("split: no training cases left" + (" after the validation cases" if val else ""))
+    return list(train), list(val), how.format(n=len(val))
+
 
 # %% ../nbs/21_train.ipynb #e3414d42
 def _original_shapes(data:Path, layout:str)->dict:
     "Case id -> original volume shape, from a cache's metadata or the NIfTI headers (no voxels read)."
     import nibabel as nib
     if is_cache(data): return {e.id: tuple(e.meta['original_shape']) for e in load_cache(data)}
-    return {c.id: tuple(nib.load(str(next(iter(c.images.values())))).shape[:3]) for c in find_cases(data, layout)}
+    shapes = {}
+    for c in find_cases(data, layout):
+        try: shapes[c.id] = tuple(nib.load(str(next(iter(c.images.values())))).shape[:3])
+        except Exception: pass   # an unreadable case: preparing it reports it (and --skip-bad skips it)
+    return shapes
 
 def check_data(data:str|Path,   # a dataset folder or a cloe-prepare cache
                patch:int,       # training patch side
@@ -131,6 +181,7 @@ def check_data(data:str|Path,   # a dataset folder or a cloe-prepare cache
     try: shapes = _original_shapes(data, layout)
     except (ValueError, FileNotFoundError) as e: raise ValueError(f"DATA: {data} is neither a cloe-prepare cache nor a dataset folder: {e}") from None
     if not shapes: raise ValueError(f"DATA: {data} holds no cases")
+    if is_cache(data): check_cache(data)   # a truncated or damaged entry is named now, not mid-epoch (headers and sizes only)
     if all(min(s) < patch for s in shapes.values()):
         raise ValueError(f"patch: {patch} is larger than every case of {data} (largest volume {max(shapes.values(), key=min)}); "
                          f"expected a patch of at most {max(min(s) for s in shapes.values())}")
@@ -142,7 +193,8 @@ def prepare_training_data(data:str|Path|None,  # dataset folder, cache, or None 
                           cfg:TrainConfig,     # the run's configuration
                           layout:str='auto',   # dataset layout
                           cache:str|Path|None=None,  # where to cache a dataset folder (default RUN/cache)
-                          progress:bool=True   # progress bars
+                          progress:bool=True,  # progress bars
+                          skip_bad:bool=False  # cache and train on the other cases past bad ones (listed), instead of stopping
                          )->Path:              # the cache folder to train from
     "Generate (demo) and preprocess (dataset folder) as needed; idempotent, so resuming reuses it."
     if data is None:
@@ -150,11 +202,18 @@ def prepare_training_data(data:str|Path|None,  # dataset folder, cache, or None 
         if not data.exists():  # written atomically: if it exists, it is complete
             make_phantom_dataset(data, 'brats2020', cfg.phantom_cases, cfg.phantom_size, cfg.seed)
     data = Path(data)
-    if is_cache(data): return data
+    if is_cache(data):
+        stale = stale_entries(data)
+        if stale:
+            i, why = next(iter(stale.items()))
+            warnings.warn(f"DATA {data}: {len(stale)} cache entr{'y' if len(stale) == 1 else 'ies'} may not match the files they were "
+                          f"prepared from (e.g. {i}: {why}); re-run cloe-prepare on the dataset to refresh them", CacheWarning)
+        return data
     out = Path(cache) if cache else run_dir/'cache'
-    res = prepare_dataset(data, out, layout=layout, workers=cfg.workers if cfg.workers is not None else 0, progress=progress)
-    if res['bad']: raise ValueError(f"DATA: {len(res['bad'])} case(s) could not be prepared: {res['bad']}")
+    res = prepare_dataset(data, out, layout=layout, workers=cfg.workers if cfg.workers is not None else 0, progress=progress, skip_bad=skip_bad)
+    for i, why in res['bad'].items(): warnings.warn(f"DATA: case {i} skipped: {why}", CacheWarning)
     return out
+
 
 # %% ../nbs/21_train.ipynb #619672bc
 from fastai.distributed import DistributedDL
@@ -170,51 +229,96 @@ def _broadcast(self:DistributedDL, t, rank):
 # %% ../nbs/21_train.ipynb #e32c07aa
 def _write_json(path:Path, obj): atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2)))
 
+def _read_json(path:Path, what:str)->dict:
+    try: obj = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e: raise ValueError(f"{what}: {path} cannot be read as JSON ({e}); expected the file cloe-train wrote") from None
+    if not isinstance(obj, dict): raise ValueError(f"{what}: {path} holds a {type(obj).__name__}; expected the JSON object cloe-train wrote")
+    return obj
+
+@contextlib.contextmanager
+def run_lock(run_dir:str|Path  # the run folder (it must exist)
+            ):
+    "Own a run folder while the block runs: an OS lock on `RUN/.lock` (released when the process ends, even by a crash), refused while another process holds it."
+    try: import fcntl
+    except ImportError: yield; return   # no fcntl (Windows): no lock
+    path = Path(run_dir)/'.lock'
+    f = open(path, 'a+')
+    try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0); who = f.read().strip() or 'another process'; f.close()
+        raise RuntimeError(f"out: {run_dir} is in use by {who}; wait for it to finish (or stop it), or choose another folder") from None
+    try:
+        f.seek(0); f.truncate(); f.write(f"cloe-train (pid {os.getpid()})\n"); f.flush()
+        yield
+    finally: f.close()
+
+def _saved_run(run_dir:Path, resume_run:bool)->dict|None:
+    "The config.json of the run to resume (None for a new run); refuses to start a new run over an existing one."
+    if not resume_run:
+        if (run_dir/'last.pth').exists(): raise FileExistsError(f"out: {run_dir} already holds a run (last.pth); pass --resume to continue it, or choose another folder")
+        return None
+    if not (run_dir/'config.json').exists() or not (run_dir/'last.pth').exists():
+        raise FileNotFoundError(f"--resume: {run_dir} has no config.json and last.pth to resume from")
+    return _read_json(run_dir/'config.json', '--resume')
+
+def _run_split(run_dir:Path, cache_dir:Path, cfg:TrainConfig, resumed:bool)->tuple:
+    "Training and validation ids: from `RUN/split.json` when resuming, else chosen by `split_ids` and saved there."
+    if resumed and (run_dir/'split.json').is_file():
+        s = _read_json(run_dir/'split.json', '--resume'); return s['train'], s['valid'], s['how'] + ' (as when the run started)'
+    labelled = [e.id for e in load_cache(cache_dir) if e.meta['has_label']]
+    try: train_ids, valid_ids, how = split_ids(cfg.split, labelled, cfg.seed, cfg.valid, cfg.valid_fraction)
+    except ValueError as e:
+        nolab = unlabelled_ids(cache_dir)
+        if nolab and 'no training cases' in str(e):
+            raise ValueError(f"{e}: {len(nolab)} case(s) of {cache_dir} have no label, e.g. {nolab[:5]}; is a label file misnamed?") from None
+        raise
+    _write_json(run_dir/'split.json', dict(train=train_ids, valid=valid_ids, how=how))
+    return train_ids, valid_ids, how
+
 def train(data:str|Path|None=None,  # dataset folder or cloe-prepare cache; None: phantom demo
           out:str|Path='runs/demo',  # run folder
-          resume_run:bool=False,     # continue the run in `out` from its last.pth
+          resume_run:bool=False,     # continue the run in `out` from its last.pth (`epochs` may grow)
           layout:str='auto',         # dataset layout (see find_cases)
           cache:str|Path|None=None,  # where to cache a dataset folder (default RUN/cache)
           progress:bool=True,        # progress bars
+          skip_bad:bool=False,       # train on the other cases past cases that cannot be prepared (listed)
           **options                  # `TrainConfig` fields; None = default
          ):                          # the fastai Learner after training
     "Train CLoE (or an ablation / baseline) into a run folder."
+    from fastai.distributed import rank_distrib
     run_dir = Path(out)
-    saved = None
-    if resume_run:
-        if not (run_dir/'config.json').exists() or not (run_dir/'last.pth').exists():
-            raise FileNotFoundError(f"--resume: {run_dir} has no config.json and last.pth to resume from")
-        saved = json.loads((run_dir/'config.json').read_text())
-        data = data if data is not None else saved.pop('data', None)
-        saved.pop('data', None)
-    elif (run_dir/'last.pth').exists():
-        raise FileExistsError(f"out: {run_dir} already holds a run (last.pth); pass --resume to continue it, or choose another folder")
-    cfg = resolve_config(demo=data is None, saved=saved, **options)
+    saved = _saved_run(run_dir, resume_run)
+    if saved is not None: data = data if data is not None else saved.get('data')
+    cfg = resolve_config(demo=data is None, saved={k: v for k, v in saved.items() if k != 'data'} if saved else None, **options)
     if data is not None: check_data(data, cfg.patch, layout)
     writable_dir(run_dir)
-    if saved is None: _write_json(run_dir/'config.json', dict(asdict(cfg), data=None if data is None else str(Path(data).resolve())))
-    set_seed(cfg.seed, reproducible=True)
-    cache_dir = prepare_training_data(data, run_dir, cfg, layout, cache, progress)
-    if data is None: check_data(cache_dir, cfg.patch)
-    ids = [e.id for e in load_cache(cache_dir) if e.meta['has_label']]
-    train_ids, valid_ids = split_ids(cfg.split, ids, cfg.seed)
-    dls = cloe_dataloaders(cache_dir, train_ids, valid_ids, patch=cfg.patch, bs=cfg.bs, iters_per_epoch=cfg.iters_per_epoch,
-                           num_workers=cfg.workers, seed=cfg.seed, fg_ratio=cfg.fg_ratio)
-    learn = cloe_learner(dls, widths=cfg.widths, ablation=cfg.ablation, lr=cfg.lr, wd=cfg.wd, optimizer=cfg.optimizer, p_full=cfg.p_full,
-                         p_corrupt=cfg.p_corrupt, clip=cfg.clip, model_kwargs=dict(score_transform=cfg.score_transform),
-                         run_dir=run_dir, loss_kwargs=dict(lam=cfg.lam, alpha=cfg.alpha, beta=cfg.beta),
-                         mixed_precision=cfg.mixed_precision, checkpointing=cfg.checkpointing)
-    if not progress and hasattr(learn, 'progress'): learn.remove_cb(learn.progress)
-    done = resume(learn, run_dir/'last.pth') if resume_run else 0
-    if done >= cfg.epochs: print(f"{run_dir}: all {cfg.epochs} epochs are done already"); return learn
-    from fastai.distributed import rank_distrib
-    if rank_distrib(): learn.remove_cb(learn.run_folder)
-    with learn.distrib_ctx(cpu=not torch.cuda.is_available()): learn.fit_poly(cfg.epochs - done, total_epochs=cfg.epochs)
-    if learn.nan_at is not None:
-        raise RuntimeError(f"training stopped: the loss became NaN/inf at epoch {done + learn.nan_at[0]}, batch {learn.nan_at[1]}; "
-                           f"the last good checkpoint is {run_dir/'last.pth'} (try a lower --lr, or --clip)")
-    if not rank_distrib(): plot_curves(run_dir)
+    with run_lock(run_dir) if not rank_distrib() else contextlib.nullcontext():
+        saved = _saved_run(run_dir, resume_run)   # again, now that the folder is ours
+        if saved is None or saved.get('epochs') != cfg.epochs:
+            _write_json(run_dir/'config.json', dict(asdict(cfg), data=None if data is None else str(Path(data).resolve())))
+        set_seed(cfg.seed, reproducible=True)
+        cache_dir = prepare_training_data(data, run_dir, cfg, layout, cache, progress, skip_bad)
+        if data is None: check_data(cache_dir, cfg.patch)
+        train_ids, valid_ids, how = _run_split(run_dir, cache_dir, cfg, saved is not None)
+        check_cache(cache_dir, train_ids + valid_ids)   # a truncated or damaged entry fails now, naming its file, not mid-epoch
+        if not rank_distrib(): print(how)
+        dls = cloe_dataloaders(cache_dir, train_ids, valid_ids, patch=cfg.patch, bs=cfg.bs, iters_per_epoch=cfg.iters_per_epoch,
+                               num_workers=cfg.workers, seed=cfg.seed, fg_ratio=cfg.fg_ratio)
+        learn = cloe_learner(dls, widths=cfg.widths, ablation=cfg.ablation, lr=cfg.lr, wd=cfg.wd, optimizer=cfg.optimizer, p_full=cfg.p_full,
+                             p_corrupt=cfg.p_corrupt, clip=cfg.clip, model_kwargs=dict(score_transform=cfg.score_transform),
+                             run_dir=run_dir, loss_kwargs=dict(lam=cfg.lam, alpha=cfg.alpha, beta=cfg.beta), lr_step=cfg.lr_step,
+                             mixed_precision=cfg.mixed_precision, checkpointing=cfg.checkpointing)
+        if not progress and hasattr(learn, 'progress'): learn.remove_cb(learn.progress)
+        done = resume(learn, run_dir/'last.pth') if saved is not None else 0
+        if done >= cfg.epochs: print(f"{run_dir}: all {cfg.epochs} epochs are done already; pass a larger --epochs to extend the run"); return learn
+        if rank_distrib(): learn.remove_cb(learn.run_folder)
+        with learn.distrib_ctx(cpu=not torch.cuda.is_available()): learn.fit_poly(cfg.epochs - done, total_epochs=cfg.epochs)
+        if learn.nan_at is not None:
+            raise RuntimeError(f"training stopped: the loss {learn.nan_why} at epoch {done + learn.nan_at[0]}, batch {learn.nan_at[1]}; "
+                               f"the last good checkpoint is {run_dir/'last.pth'} (try a lower --lr, or --clip)")
+        if not rank_distrib(): plot_curves(run_dir)
     return learn
+
 
 # %% ../nbs/21_train.ipynb #289be4ca
 def summary(learn, run_dir:Path)->str:
@@ -222,26 +326,51 @@ def summary(learn, run_dir:Path)->str:
     import pandas as pd
     log = pd.read_csv(Path(run_dir)/'log.csv')
     last = log.iloc[-1]
-    dice = [c for c in log.columns if c.startswith('dice_') and not c.endswith('_sub')]
+    dice = [c for c in log.columns if c.startswith('dice_') and not c.endswith('_sub') and log[c].notna().any()]
+    head = f"{len(log)} epochs in {run_dir}\n"
+    if not dice: return head + f"no validation cases: no validation Dice; the model is {Path(run_dir)/'last.pth'} (train loss {last.train_loss:.4g})"
     best = log.loc[log[dice[0]].idxmax()]
     fmt = lambda r: ', '.join(f"{c[5:]} {r[c]:.3f}" for c in dice)
-    return (f"{len(log)} epochs in {run_dir}\n"
-            f"validation Dice, full modality set, last epoch ({int(last.epoch)}): {fmt(last)}\n"
+    return (head + f"validation Dice, full modality set, last epoch ({int(last.epoch)}): {fmt(last)}  -> last.pth\n"
             f"best epoch ({int(best.epoch)}): {fmt(best)}  -> best.pth")
+
+@contextlib.contextmanager
+def _one_line_warnings(prog:str):
+    "Show `CacheWarning`s as one `PROG: warning: ...` line on stderr while the block runs (others as Python shows them)."
+    show = warnings.showwarning
+    def _show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, CacheWarning): print(f"{prog}: warning: {message}", file=sys.stderr)
+        else: show(message, category, filename, lineno, file, line)
+    warnings.showwarning = _show
+    try: yield
+    finally: warnings.showwarning = show
+
+def _interrupted(data, out)->str:
+    "What to tell a user who pressed Ctrl-C: where the run stands and the exact command that continues it."
+    ckpt = Path(out)/'last.pth'
+    if not ckpt.exists(): return f"interrupted before the first epoch ended: nothing to resume in {out}; run the same command again to start over"
+    import pandas as pd
+    try: e = int(pd.read_csv(Path(out)/'log.csv').epoch.max())
+    except Exception: e = None
+    cmd = shlex.join(['cloe-train', *([str(data)] if data else []), '--out', str(out), '--resume'])
+    return f"interrupted; {ckpt} holds {'epoch ' + str(e) if e is not None else 'the last finished epoch'}; continue with: {cmd}"
 
 @call_parse(pos=['data'])
 @cli_errors
 def train_cli(data:str=None,               # dataset folder or cloe-prepare cache; omit for the CPU phantom demo
-              out:str='runs/demo',         # run folder (config.json, log.csv, curves.png, last.pth, best.pth)
-              epochs:int=None,             # training epochs (paper 500; demo 12)
+              out:str='runs/demo',         # run folder (config.json, split.json, log.csv, curves.png, last.pth, best.pth)
+              epochs:int=None,             # training epochs (paper 500; demo 12); may grow on --resume
               iters_per_epoch:int=None,    # batches per epoch (default: one patch per training case; demo 24)
               patch:int=None,              # training patch side (paper 112; demo 48)
               widths:str=None,             # encoder widths, e.g. 16,32,64,128 (paper; demo 8,16,32,64)
               bs:int=None,                 # batch size (paper 1; demo 2)
               lr:float=None,               # learning rate (paper 2e-4; demo 3e-3)
+              lr_step:str=None,            # poly schedule steps: epoch (RFNet, default) or batch
               seed:int=None,               # random seed (default 0)
               ablation:str=None,           # full, no_mec, no_rec, no_gating, no_fusion, mean_fusion, early_fusion
-              split:str=None,              # training cases: a file of case ids, or brats2020_rfnet
+              split:str=None,              # training cases: a file of case ids, brats2020_rfnet, or name:part (default: every labelled case)
+              valid:str=None,              # validation cases: a file of case ids or name:part, e.g. brats2020_rfnet:val
+              valid_fraction:float=None,   # share of the training cases held out for validation when --valid is not given (default 0.2; 0: none)
               p_full:float=None,           # probability of the full modality set in training (default: uniform)
               beta:float=None,             # weight of L_con (0 switches it off)
               optimizer:str=None,          # rfnet (torch Adam as RFNet, default) or fastai
@@ -252,14 +381,21 @@ def train_cli(data:str=None,               # dataset folder or cloe-prepare cach
               checkpointing:bool=False,    # activation checkpointing: a 112³ step in 8.4 instead of 13.9 GB (fp32, CPU-measured), 1.1-1.3x slower
               layout:str='auto',           # dataset layout: auto, brats, brats2023, msd, csv
               cache:str=None,              # where to cache a dataset folder (default OUT/cache)
+              skip_bad:bool=False,         # train on the other cases past cases that cannot be prepared (they are listed)
               resume:bool=False):          # continue the run in OUT from its last.pth
     "Train CLoE. With no DATA: generate phantom BraTS cases and run the CPU demo."
     t0 = time.time()
-    learn = train(data, out, resume, layout, cache, epochs=epochs, iters_per_epoch=iters_per_epoch, patch=patch, widths=widths,
-                  bs=bs, lr=lr, seed=seed, ablation=ablation, split=split, p_full=p_full, beta=beta, workers=workers,
-                  optimizer=optimizer, score_transform=score_transform, p_corrupt=p_corrupt,
-                  mixed_precision=mixed_precision, checkpointing=checkpointing or None)
+    try:
+        with _one_line_warnings('cloe-train'):
+            learn = train(data, out, resume, layout, cache, skip_bad=skip_bad, epochs=epochs, iters_per_epoch=iters_per_epoch, patch=patch,
+                          widths=widths, bs=bs, lr=lr, lr_step=lr_step, seed=seed, ablation=ablation, split=split, valid=valid,
+                          valid_fraction=valid_fraction, p_full=p_full, beta=beta, workers=workers, optimizer=optimizer,
+                          score_transform=score_transform, p_corrupt=p_corrupt, mixed_precision=mixed_precision,
+                          checkpointing=checkpointing or None)
+    except KeyboardInterrupt:
+        print(f"cloe-train: {_interrupted(data, out)}", file=sys.stderr); raise SystemExit(130)
     from fastai.distributed import rank_distrib
     if rank_distrib(): return
     print(summary(learn, out))
     print(f"wall time: {time.time() - t0:.0f} s")
+
