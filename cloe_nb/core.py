@@ -15,8 +15,8 @@ import numpy as np
 # %% auto #0
 __all__ = ['BRATS_MODALITIES', 'PROSTATE_MODALITIES', 'MODALITY_NAMES', 'CONVENTIONS', 'modality_name', 'parse_subset',
            'subset_name', 'all_subsets', 'package_data', 'published_tables', 'LabelConvention', 'get_convention',
-           'labels_to_classes', 'classes_to_labels', 'region_masks', 'region_probs', 'cli_errors', 'writable_dir',
-           'atomic_write']
+           'labels_to_classes', 'classes_to_labels', 'region_masks', 'region_probs', 'cli_errors', 'with_hint',
+           'writable_dir', 'make_temp', 'atomic_write']
 
 # %% ../nbs/00_core.ipynb #3fa3e8de
 BRATS_MODALITIES = ('flair', 't1ce', 't1', 't2')  # tensor order of RFNet and of the paper's masks
@@ -166,7 +166,7 @@ def region_probs(probs:'Tensor',  # class probabilities (B, C, *spatial)
     return torch.stack([probs[:, list(cs)].sum(1) for cs in lc.region_classes.values()], 1)
 
 # %% ../nbs/00_core.ipynb #5b0a3f1c
-import functools, os, sys, warnings
+import functools, os, stat, sys, warnings
 warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated', category=FutureWarning)  # raised by fastai's import
 _USER_ERRORS = (ValueError, OSError, KeyError, RuntimeError)  # OSError: missing files, permissions, a full disk, a read-only filesystem
 
@@ -184,7 +184,21 @@ def cli_errors(func:callable  # a command-line entry point
             raise SystemExit(2)
     return _f
 
+# %% ../nbs/00_core.ipynb #d334954d
+def with_hint(err:Exception,  # the error to extend (not modified)
+              hint:str        # text appended to its message's first line, e.g. '; pass --skip-bad to ...'
+             )->Exception:    # an error of the same type (a ValueError when that type cannot be rebuilt from a message)
+    "The same kind of error with a hint appended to its one-line message."
+    msg = f"{str(err).splitlines()[0] if str(err) else type(err).__name__}{hint}"
+    try: return type(err)(msg)
+    except TypeError: return ValueError(msg)
+
 # %% ../nbs/00_core.ipynb #bfb68dd3
+def _read_only(path)->bool:
+    "Whether the filesystem holding `path` is mounted read-only (`os.access` alone cannot tell that from a permission)."
+    try: return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError): return False   # no statvfs (Windows) or no such path: say 'Permission denied'
+
 def writable_dir(path:'str|Path',  # output folder, created with its parents if needed
                  what:str='out'    # the argument's name, for the error message
                 )->'Path':         # the folder
@@ -193,23 +207,55 @@ def writable_dir(path:'str|Path',  # output folder, created with its parents if 
     path = Path(path).expanduser()
     try:
         path.mkdir(parents=True, exist_ok=True)
-        if not os.access(path, os.W_OK | os.X_OK): raise PermissionError(13, 'Permission denied', str(path))
+        if not os.access(path, os.W_OK | os.X_OK):
+            if _read_only(path): raise OSError(30, 'Read-only file system', str(path))
+            raise PermissionError(13, 'Permission denied', str(path))
     except OSError as e:
         block = next((a for a in (path, *path.parents) if a.exists()), None)
         why = f"{block} is a file, not a folder" if block is not None and not block.is_dir() else f"{e.strerror or e}"
         raise type(e)(f"{what} {path}: cannot be created or written ({why}); expected a writable folder") from None
     return path
 
+# %% ../nbs/00_core.ipynb #4d996ca4
+def make_temp(folder:'str|Path',   # an existing folder to create it in
+              prefix:str='.tmp.',  # start of the name, e.g. '.scores.csv.'
+              suffix:str='',       # end of the name, e.g. '.nii.gz' (writers such as nibabel choose the format by it)
+              is_dir:bool=False    # create a folder instead of a file
+             )->'Path':            # the new empty file (or folder), with a name no one else holds
+    "Create a uniquely named file (or folder) with the permissions a plain `open()` (or `mkdir`) gives: 0o666 (0o777) less the umask."
+    import secrets
+    from pathlib import Path
+    for _ in range(100):
+        p = Path(folder)/f'{prefix}{secrets.token_hex(6)}{suffix}'
+        try:
+            if is_dir: os.mkdir(p, 0o777)
+            else: os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0), 0o666))
+            return p
+        except FileExistsError: continue
+    raise FileExistsError(f"folder {folder}: no free temporary name {prefix}…{suffix} after 100 tries; expected a folder without that many leftovers")
+
 # %% ../nbs/00_core.ipynb #f895003b
+def _names_temp(e:OSError, tmp_prefix:str)->bool:
+    "Whether an OSError's file names include one of our temporary names (which mean nothing to a user)."
+    return any(isinstance(f, (str, os.PathLike)) and os.path.basename(f).startswith(tmp_prefix) for f in (e.filename, e.filename2))
+
 def atomic_write(path:'str|Path',  # destination file; its folder is created if needed
                  write:callable    # write(tmp_path): writes the whole content to the temporary path
                 )->'Path':         # the destination
     "Write a file through a temporary name in the same folder, then rename it: never a half-written file."
-    import tempfile
     from pathlib import Path
-    path = Path(path); writable_dir(path.parent, 'output folder')
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix=''.join(path.suffixes[-2:]))
-    os.close(fd)
-    try: write(tmp); os.replace(tmp, path)
-    except BaseException: Path(tmp).unlink(missing_ok=True); raise
+    path = Path(path)
+    if path.is_dir(): raise IsADirectoryError(f"{path}: is a folder; expected the name of a file to write")
+    writable_dir(path.parent, 'output folder')
+    prefix, tmp = f'.{path.name}.', None
+    try:
+        tmp = make_temp(path.parent, prefix, ''.join(path.suffixes[-2:]))
+        if path.is_file(): os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))   # a replaced file keeps its permissions, as with open(path, 'w')
+        write(tmp); os.replace(tmp, path)
+    except BaseException as e:
+        if tmp is not None: tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and _names_temp(e, prefix):   # e.g. [Errno 30] Read-only file system: '.../.x.csv.1f3a.csv'
+            err = type(e)(f"{path}: cannot be written ({e.strerror or e}); expected a writable location for this file")
+            err.errno = e.errno; raise err from e
+        raise
     return path

@@ -6,13 +6,13 @@ Docs: https://cloe-nb.github.io/cloe_nb/evaluate.html.md"""
 
 # %% ../nbs/32_evaluate.ipynb #895c6953
 from __future__ import annotations
-import contextlib, json, os, shutil, tempfile, time
+import contextlib, json, os, shutil, sys, tempfile, time
 from pathlib import Path
 import numpy as np
 import pandas as pd
 import nibabel as nib
 from fastcore.script import call_parse, store_true
-from .core import atomic_write, cli_errors, get_convention, parse_subset, subset_name, all_subsets, region_masks
+from .core import atomic_write, cli_errors, with_hint, writable_dir, get_convention, parse_subset, subset_name, all_subsets, region_masks
 from .augment import corrupt_modality, CORRUPTIONS
 import torch
 from .datasets import find_cases, load_split, read_id_file
@@ -25,7 +25,7 @@ __all__ = ['find_predictions', 'score_predictions', 'score_cli', 'resolve_split'
            'corruption_case', 'corruption_summary', 'corruption_plot', 'evaluate_cli']
 
 # %% ../nbs/32_evaluate.ipynb #4ea3aa3e
-_PRED_SUFFIXES = ('_seg.nii.gz', '_seg.nii')
+_PRED_SUFFIXES = ('_pred.nii.gz', '_pred.nii', '_seg.nii.gz', '_seg.nii')   # cloe-predict's name first, then other tools' BraTS name
 
 def _read_labels(path:Path, what:str)->tuple:
     "A 3D label volume in its stored values (rounded integers) and its affine."
@@ -38,11 +38,11 @@ def _read_labels(path:Path, what:str)->tuple:
     if np.abs(lab - data).max() > 1e-3: raise ValueError(f"{what} {path}: has non-integer values; expected integer labels")
     return lab.astype(np.int64), np.asarray(img.affine, np.float64)
 
-def find_predictions(pred_dir:str|Path  # folder of `<case>_seg.nii.gz` files
+def find_predictions(pred_dir:str|Path  # folder of `<case>_pred.nii.gz` (or `<case>_seg.nii.gz`) files
                     )->dict:            # case id -> prediction path, sorted by id
     "The segmentation files of a prediction folder, by case id."
     pred_dir = Path(pred_dir)
-    if not pred_dir.is_dir(): raise FileNotFoundError(f"pred_dir {pred_dir}: does not exist or is not a folder; expected a folder of <case>_seg.nii.gz files")
+    if not pred_dir.is_dir(): raise FileNotFoundError(f"pred_dir {pred_dir}: does not exist or is not a folder; expected a folder of <case>_pred.nii.gz or <case>_seg.nii.gz files")
     found = {}
     for p in sorted(pred_dir.iterdir()):
         if p.name.startswith('.') or not p.is_file(): continue
@@ -51,17 +51,18 @@ def find_predictions(pred_dir:str|Path  # folder of `<case>_seg.nii.gz` files
         cid = p.name[:-len(sfx)]
         if cid in found: raise ValueError(f"pred_dir {pred_dir}: two predictions for case {cid}: {found[cid].name} and {p.name}; expected one")
         found[cid] = p
-    if not found: raise FileNotFoundError(f"pred_dir {pred_dir}: no <case>_seg.nii.gz (or .nii) files found")
+    if not found: raise FileNotFoundError(f"pred_dir {pred_dir}: no <case>_pred.nii.gz or <case>_seg.nii.gz (or .nii) files found")
     return dict(sorted(found.items()))
 
 # %% ../nbs/32_evaluate.ipynb #47ddceb5
-def score_predictions(pred_dir:str|Path,     # folder of `<case>_seg.nii.gz` files in the dataset's label values
+def score_predictions(pred_dir:str|Path,     # folder of `<case>_pred.nii.gz` (or `_seg`) files in the dataset's label values
                       truth_data:str|Path,   # the dataset folder (or .csv) with the true labels
                       layout:str='auto',     # dataset layout, see `cloe_nb.datasets.find_cases`
                       et_threshold:int=500,  # post-processing threshold of the small region (BraTS ET), voxels
                       allow_missing:bool=False,  # score a truth case without prediction as an empty prediction
-                      convention:str|None=None   # label convention override (default: the layout's)
-                     )->pd.DataFrame:        # one row per case: `case`, `<REGION>_dice`, `<REGION>_hd95`, `ET_dice_pp`, `ET_hd95_pp`
+                      convention:str|None=None,  # label convention override (default: the layout's)
+                      skip_bad:bool=False    # score the other cases past an unreadable or mismatched file; they go to `.attrs['skipped']`
+                     )->pd.DataFrame:        # one row per case: `case`, `<REGION>_dice`, `<REGION>_hd95`, `ET_dice_pp`, `ET_hd95_pp`; `.attrs['skipped']`: {case: reason}
     "Score another method's segmentations against a dataset's labels with the BraTS conventions."
     preds = find_predictions(pred_dir)
     cases = {c.id: c for c in find_cases(truth_data, layout, convention) if c.label is not None}
@@ -71,16 +72,23 @@ def score_predictions(pred_dir:str|Path,     # folder of `<case>_seg.nii.gz` fil
     missing = [i for i in cases if i not in preds]
     if missing and not allow_missing:
         raise ValueError(f"pred_dir {pred_dir}: no prediction for {len(missing)} of {len(cases)} case(s): {missing[:10]}"
-                         f"{' ...' if len(missing) > 10 else ''}; expected <case>_seg.nii.gz for each (or pass --allow-missing to score them as empty)")
-    rows = []
+                         f"{' ...' if len(missing) > 10 else ''}; expected <case>_pred.nii.gz (or _seg) for each (or pass --allow-missing to score them as empty)")
+    rows, skipped = [], {}
     for cid, case in cases.items():
-        truth, aff_t = _read_labels(case.label, f"case {cid}: label")
-        if cid in preds: pred, aff_p = _read_labels(preds[cid], f"case {cid}: prediction")
-        else: pred, aff_p = np.zeros_like(truth), aff_t
-        rows.append({'case': cid} | score_volumes(pred, truth, case.convention, affine_pred=aff_p, affine_true=aff_t,
-                                                  source=f"case {cid}: prediction {preds.get(cid, '(missing)')}",
-                                                  et_threshold=et_threshold))
-    return pd.DataFrame(rows)
+        try:
+            truth, aff_t = _read_labels(case.label, f"case {cid}: label")
+            if cid in preds: pred, aff_p = _read_labels(preds[cid], f"case {cid}: prediction")
+            else: pred, aff_p = np.zeros_like(truth), aff_t
+            rows.append({'case': cid} | score_volumes(pred, truth, case.convention, affine_pred=aff_p, affine_true=aff_t,
+                                                      source=f"case {cid}: prediction {preds.get(cid, '(missing)')}",
+                                                      et_threshold=et_threshold))
+        except (ValueError, OSError) as e:   # one case's unreadable file, grid or label values
+            if not skip_bad and len(cases) == 1: raise
+            if not skip_bad: raise with_hint(e, f"; pass skip_bad=True (--skip-bad) to score the other {len(cases) - 1} case(s) and list the bad ones") from e
+            skipped[cid] = str(e).splitlines()[0] if str(e) else type(e).__name__
+    df = pd.DataFrame(rows)
+    df.attrs['skipped'] = skipped
+    return df
 
 # %% ../nbs/32_evaluate.ipynb #ee8c4ca2
 def _summary(df:pd.DataFrame)->str:
@@ -91,17 +99,26 @@ def _summary(df:pd.DataFrame)->str:
 
 @call_parse
 @cli_errors
-def score_cli(pred_dir:str,             # folder of <case>_seg.nii.gz files in the dataset's label values
+def score_cli(pred_dir:str,             # folder of <case>_pred.nii.gz (or <case>_seg.nii.gz) files in the dataset's label values
               truth_data:str,           # dataset folder (or .csv) with the true labels
               out:str='scores.csv',     # CSV to write, one row per case
               layout:str='auto',        # auto, brats, brats2023, msd or csv
               et_threshold:int=500,     # predicted ET below this many voxels is removed for the *_pp columns
               allow_missing:store_true=False,  # score truth cases without prediction as empty predictions
-              convention:str=None):     # label convention override (brats, brats2023, msd-task01, msd-task05)
+              convention:str=None,      # label convention override (brats, brats2023, msd-task01, msd-task05)
+              skip_bad:store_true=False):  # score the other cases past a bad file, list the bad ones, exit 2
     "Score any method's segmentations against a dataset with the BraTS conventions: one CSV row per case."
-    df = score_predictions(pred_dir, truth_data, layout, et_threshold, allow_missing, convention)
-    write_atomic(out, df.to_csv(index=False))
+    out_p = Path(out).expanduser()
+    if out_p.is_dir(): raise IsADirectoryError(f"out {out}: is a folder; expected the name of the CSV file to write, e.g. {out_p/'scores.csv'}")
+    writable_dir(out_p.parent, f'out {out}: parent folder')   # before the scoring, not after
+    df = score_predictions(pred_dir, truth_data, layout, et_threshold, allow_missing, convention, skip_bad)
+    skipped = df.attrs.get('skipped', {})
+    for cid, why in skipped.items(): print(f"skipped {cid}: {why}", file=sys.stderr)
+    if not len(df): raise ValueError(f"pred_dir {pred_dir}: none of the {len(skipped)} case(s) could be scored (reasons above); {out} not written")
+    write_atomic(out_p, df.to_csv(index=False))
     print(f"{out}: {len(df)} case(s) scored; mean over cases:\n{_summary(df)}")
+    if skipped: raise ValueError(f"{len(skipped)} of {len(df) + len(skipped)} case(s) could not be scored and were skipped: {list(skipped)[:10]}"
+                                 f"{' ...' if len(skipped) > 10 else ''} (reasons above); {out} holds the other {len(df)}")
     return df
 
 # %% ../nbs/32_evaluate.ipynb #712adfca
@@ -139,7 +156,9 @@ def eval_cases(data:str|Path,        # dataset folder (or .csv) as downloaded, o
         cases = [c for c in cases if c.id in set(ids)]
     nolabel = [c.id for c in cases if c.label is None]
     if nolabel: raise ValueError(f"data {data}: {len(nolabel)} case(s) have no label, e.g. {nolabel[:5]}; expected labelled cases to evaluate")
-    work = Path(tempfile.mkdtemp(prefix='.cloe-eval-', dir=workdir))
+    try: work = Path(tempfile.mkdtemp(prefix='.cloe-eval-', dir=workdir))
+    except OSError as e:   # not the temporary name, which means nothing to a user
+        raise type(e)(f"workdir {workdir or tempfile.gettempdir()}: cannot hold the temporary folder of the prepared cases ({e.strerror or e}); expected a writable folder") from e
     try:
         for c in cases:
             folder = prepare_case(c, work)
@@ -204,7 +223,7 @@ def evaluate_run(run_or_checkpoint:str|Path,  # run folder (best.pth, else last.
                  corrupt:str|tuple|None=None  # also run the corruption test: kinds, e.g. 'noise,flip,bias' (None: off)
                 )->dict:                      # {'per_case', 'dice', 'hd95', 'published'} DataFrames and 'files'
     "Evaluate a trained model on every case and modality subset; write per-case scores, the paper's tables and a heatmap."
-    out = Path(out).expanduser(); out.mkdir(parents=True, exist_ok=True)
+    out = writable_dir(out, 'out')   # a file, a read-only or unwritable place: one line naming --out, before any work
     ids = resolve_split(split)
     if ids is not None and len(set(ids)) != len(ids): raise ValueError(f"split: case ids appear more than once, e.g. {[i for i in ids if ids.count(i) > 1][:3]}")
     from cloe_nb.inference import predict_subsets, segmentation

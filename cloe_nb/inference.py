@@ -6,7 +6,7 @@ Docs: https://cloe-nb.github.io/cloe_nb/inference.html.md"""
 
 # %% ../nbs/30_inference.ipynb #58e0fb8e
 from __future__ import annotations
-import json, os, re, tempfile
+import json, os, re, sys, tempfile
 from pathlib import Path
 import numpy as np
 import torch
@@ -14,17 +14,18 @@ import torch.nn.functional as F
 from torch import Tensor
 import nibabel as nib
 from monai.inferers import sliding_window_inference
-from fastcore.script import call_parse
+from fastcore.script import call_parse, store_true
 from .core import (atomic_write, writable_dir, BRATS_MODALITIES, PROSTATE_MODALITIES, all_subsets, subset_name, modality_name, parse_subset,
-                          get_convention, classes_to_labels, region_masks, cli_errors)
+                          get_convention, classes_to_labels, region_masks, cli_errors, with_hint)
 from .consistency import expert_scores
 from .datasets import Case, find_cases, read_case
 from .preprocess import crop_box, zscore_nonzero, restore_nifti, _case_meta
 from .learner import load_checkpoint, model_from_checkpoint, save_checkpoint, model_config
 
 # %% auto #0
-__all__ = ['window_geometry', 'predict_volume', 'predict_subsets', 'segmentation', 'to_original', 'save_nifti', 'save_json',
-           'reliability_report', 'preprocess_case', 'predict_case', 'load_run', 'cases_from_inputs', 'predict_cli']
+__all__ = ['PRED_SUFFIX', 'window_geometry', 'predict_volume', 'predict_subsets', 'segmentation', 'to_original', 'save_nifti',
+           'save_json', 'reliability_report', 'preprocess_case', 'predict_case', 'load_run', 'cases_from_inputs',
+           'output_files', 'predict_cli']
 
 # %% ../nbs/30_inference.ipynb #533502e3
 def window_geometry(shape:tuple,  # spatial size of the volume (D, H, W)
@@ -179,7 +180,7 @@ def to_original(classes:np.ndarray,  # (*S) class indices on the cropped grid
 
 
 def save_nifti(img:nib.Nifti1Image,  # the image to write
-               path:str|Path         # destination, e.g. out/BraTS20_Training_001_seg.nii.gz
+               path:str|Path         # destination, e.g. out/BraTS20_Training_001_pred.nii.gz
               )->Path:
     "Write a NIfTI image atomically (temporary file, then rename)."
     return atomic_write(path, lambda tmp: nib.save(img, tmp))
@@ -352,28 +353,76 @@ def cases_from_inputs(inputs:list,              # case/dataset folders and/or NI
     if dup: raise ValueError(f"inputs: case ids {dup} appear more than once; outputs would overwrite each other")
     return cases
 
+# %% ../nbs/30_inference.ipynb #a5264a46
+PRED_SUFFIX = '_pred.nii.gz'   # cloe-predict's segmentation: <case>_pred.nii.gz, never a dataset's label name <case>_seg.nii.gz
+
+def _inside(path:Path, folder:Path)->bool: return path == folder or folder in path.parents
+
+def output_files(out:str|Path,         # the output folder (--out)
+                 cases:list,           # the `Case` records to predict
+                 inputs:list=(),       # the folders and files given as input
+                 overwrite:bool=False  # allow replacing output files that exist already
+                )->dict:               # case id -> (segmentation path, reliability report path)
+    "Each case's output files, refusing an output folder in an input folder and existing files unless `overwrite`."
+    out_r = Path(out).expanduser().resolve()
+    given = [Path(i).expanduser().resolve() for i in inputs]
+    trees = {p for p in given if not p.is_file()}   # case and dataset folders given: nothing is written in or below them
+    folders = {p.parent for p in given if p.is_file()} | {Path(f).expanduser().resolve().parent for c in cases for f in c.images.values()}
+    hits = [f for f in trees if _inside(out_r, f)] + [f for f in folders if out_r == f]   # an image's folder itself
+    hit = max(hits, key=lambda f: len(f.parts), default=None)   # the nearest one
+    if hit is not None:
+        raise ValueError(f"out {out}: is {'the' if out_r == hit else 'inside the'} input folder {hit}; predictions are never written among the inputs, "
+                         f"expected a separate folder (e.g. --out predictions)")
+    files = {c.id: (Path(out)/f'{c.id}{PRED_SUFFIX}', Path(out)/f'{c.id}_reliability.json') for c in cases}
+    existing = [p for pair in files.values() for p in pair if p.exists()]
+    if existing and not overwrite:
+        names = ', '.join(p.name for p in existing[:6]) + (f' and {len(existing) - 6} more' if len(existing) > 6 else '')
+        raise FileExistsError(f"out {out}: {len(existing)} output file(s) exist already: {names}; pass --overwrite to replace them, or choose another --out")
+    return files
+
+# %% ../nbs/30_inference.ipynb #17910dbc
+_CASE_ERRORS = (ValueError, OSError, RuntimeError)   # a case's own problem: unreadable or inconsistent files, too big for the device
+
 @call_parse
 @cli_errors
 def predict_cli(checkpoint:str,         # run folder (best.pth, else last.pth) or .pth checkpoint
                 *inputs:str,            # case folders (BraTS naming) or NIfTI files of one case
-                out:str='predictions',  # output folder for <case>_seg.nii.gz and <case>_reliability.json
+                out:str='predictions',  # output folder for <case>_pred.nii.gz and <case>_reliability.json; never an input folder
                 modalities:str=None,    # modalities of the explicit files in order, e.g. flair,t1ce (default: from the names)
                 layout:str='auto',      # layout of the input folders: auto, brats, brats2023, msd or csv
                 roi:int=None,           # sliding-window size (default: the checkpoint's training patch, else 112)
                 overlap:float=0.5,      # sliding-window overlap
-                device:str=None):       # cpu, cuda, cuda:1 ... (default: CUDA if available)
+                device:str=None,        # cpu, cuda, cuda:1 ... (default: CUDA if available)
+                overwrite:store_true=False,  # replace output files that exist already; without it they are refused before any prediction
+                skip_bad:store_true=False):  # predict the other cases past a bad one, list the bad ones, exit 2
     "Segment cases with any subset of modalities present; write the segmentation and a reliability report per case."
     model, info = load_run(checkpoint, device)
     cases = cases_from_inputs(list(inputs), info['modalities'], modalities, layout)
+    bad = {}
+    def _skip(cid, why): bad[cid] = why; print(f"skipped {cid}: {why}", file=sys.stderr, flush=True)
     for c in cases:   # check every case's modalities before the first (slow) prediction
         extra = [m for m in c.modalities if m not in info['modalities']]
-        if extra: raise ValueError(f"case {c.id}: modalities {extra} are not among the checkpoint's {list(info['modalities'])} ({len(info['modalities'])} modalities); expected a checkpoint trained on them")
+        if not extra: continue
+        why = f"case {c.id}: modalities {extra} are not among the checkpoint's {list(info['modalities'])} ({len(info['modalities'])} modalities); expected a checkpoint trained on them"
+        if not skip_bad: raise ValueError(why + ("; pass --skip-bad to predict the other case(s)" if len(cases) > 1 else ''))
+        _skip(c.id, why)
+    files = output_files(out, cases, inputs, overwrite)   # input folders and existing outputs are refused now, not after hours
     writable_dir(out, 'out')   # an unwritable folder fails now, not after the first (slow) prediction
     written = []
-    for c in cases:
-        res = predict_case(model, c, info['modalities'], roi or info['roi'], overlap, device)
-        seg = save_nifti(res['seg'], Path(out)/f'{c.id}_seg.nii.gz')
-        rel = save_json(dict(res['report'], checkpoint=info['checkpoint']), Path(out)/f'{c.id}_reliability.json')
-        print(f"{c.id}: {'+'.join(res['report']['modalities'])} -> {seg} | {res['report']['summary']}")
+    for c in (c for c in cases if c.id not in bad):
+        try:
+            res = predict_case(model, c, info['modalities'], roi or info['roi'], overlap, device)
+            seg = save_nifti(res['seg'], files[c.id][0])
+            rel = save_json(dict(res['report'], checkpoint=info['checkpoint']), files[c.id][1])
+        except _CASE_ERRORS as e:
+            if not skip_bad:
+                if len(cases) == 1: raise
+                where = '' if c.id in str(e) else f" (case {c.id})"
+                raise with_hint(e, f"{where}; pass --skip-bad to predict the other {len(cases) - 1} case(s) and list the bad ones") from e
+            _skip(c.id, str(e).splitlines()[0] if str(e) else type(e).__name__)
+            continue
+        print(f"{c.id}: {'+'.join(res['report']['modalities'])} -> {seg} | {res['report']['summary']}", flush=True)
         written.append((seg, rel))
+    if bad: raise ValueError(f"{len(bad)} of {len(cases)} case(s) failed and were skipped: {list(bad)[:10]}{' ...' if len(bad) > 10 else ''} (reasons above); "
+                             f"the other {len(written)} were written to {out}")
     return written

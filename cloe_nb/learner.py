@@ -14,7 +14,6 @@ import torch
 from torch import Tensor
 from fastai.learner import Learner, Metric
 from fastai.callback.core import Callback, CancelFitException
-from fastai.callback.schedule import ParamScheduler
 from fastai.callback.training import GradientClip
 from fastai.optimizer import Adam, OptimWrapper
 from fastcore.basics import patch, store_attr

@@ -12,7 +12,7 @@ import numpy as np
 from scipy import ndimage
 import nibabel as nib
 from fastcore.script import call_parse
-from .core import BRATS_MODALITIES, PROSTATE_MODALITIES, cli_errors
+from .core import BRATS_MODALITIES, PROSTATE_MODALITIES, cli_errors, make_temp, writable_dir
 
 # %% auto #0
 __all__ = ['MIN_SIZE', 'BRATS_CONTRAST', 'BRATS_SCALE', 'PROSTATE_CONTRAST', 'PROSTATE_SCALE', 'PHANTOM_LAYOUTS', 'brain_anatomy',
@@ -335,19 +335,20 @@ def make_phantom_dataset(out:str|Path,           # dataset folder to create
     if out.exists() and not out.is_dir(): raise NotADirectoryError(f"{out}: exists and is not a folder; expected a new or empty dataset folder")
     if out.is_dir() and any(out.iterdir()) and not force:
         raise FileExistsError(f"{out}: folder is not empty; expected a new or empty folder (pass force=True / --force to replace it)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', suffix='.tmp', dir=out.parent))
+    writable_dir(out.parent, f'out {out}: parent folder')   # read-only or not a folder: one line naming OUT, before any work
+    tmp = make_temp(out.parent, f'.{out.name}.', '.tmp', is_dir=True)   # mode 0o777 less the umask, as mkdir gives
     try:
         _WRITERS[layout](tmp, ((i, phantom_case(size, _case_seed(seed, i), layout, **kw)) for i in range(n_cases)))
-        os.chmod(tmp, 0o755)
         old = None
         if out.exists():   # set the old folder aside, put the new one in place, then delete the old one
             old = out.with_name(f'.{out.name}.{os.getpid()}.old')
             os.replace(out, old)
         os.replace(tmp, out)
         if old is not None: shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError) and str(e.filename or '').startswith(str(tmp)):   # not the temporary name, which means nothing to a user
+            raise type(e)(f"out {out}: cannot be written ({e.strerror or e}); expected a writable folder with room for {n_cases} case(s)") from e
         raise
     return out
 

@@ -314,8 +314,10 @@ def train(data:str|Path|None=None,  # dataset folder or cloe-prepare cache; None
         if rank_distrib(): learn.remove_cb(learn.run_folder)
         with learn.distrib_ctx(cpu=not torch.cuda.is_available()): learn.fit_poly(cfg.epochs - done, total_epochs=cfg.epochs)
         if learn.nan_at is not None:
+            ckpt = (f"the last good checkpoint is {run_dir/'last.pth'}" if (run_dir/'last.pth').exists() else
+                    "no checkpoint was written, as it stopped in the first epoch")
             raise RuntimeError(f"training stopped: the loss {learn.nan_why} at epoch {done + learn.nan_at[0]}, batch {learn.nan_at[1]}; "
-                               f"the last good checkpoint is {run_dir/'last.pth'} (try a lower --lr, or --clip)")
+                               f"{ckpt}; try a lower --lr, or --clip")
         if not rank_distrib(): plot_curves(run_dir)
     return learn
 
