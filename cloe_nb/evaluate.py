@@ -17,7 +17,7 @@ from .augment import corrupt_modality, CORRUPTIONS
 import torch
 from .datasets import find_cases, load_split, read_id_file
 from .preprocess import CacheEntry, is_cache, load_cache, prepare_case
-from .metrics import (dice_scores, score_case, score_volumes, subset_table, compare_with_published, write_table, write_atomic,
+from .metrics import (check_hd95, dice_scores, score_case, score_volumes, subset_table, compare_with_published, write_table, write_atomic,
                              table_to_markdown)
 
 # %% auto #0
@@ -61,12 +61,21 @@ def score_predictions(pred_dir:str|Path,     # folder of `<case>_pred.nii.gz` (o
                       et_threshold:int=500,  # post-processing threshold of the small region (BraTS ET), voxels
                       allow_missing:bool=False,  # score a truth case without prediction as an empty prediction
                       convention:str|None=None,  # label convention override (default: the layout's)
-                      skip_bad:bool=False    # score the other cases past an unreadable or mismatched file; they go to `.attrs['skipped']`
-                     )->pd.DataFrame:        # one row per case: `case`, `<REGION>_dice`, `<REGION>_hd95`, `ET_dice_pp`, `ET_hd95_pp`; `.attrs['skipped']`: {case: reason}
+                      skip_bad:bool=False,   # score the other cases past an unreadable or mismatched file; they go to `.attrs['skipped']`
+                      split:str|list|None=None,  # score only these cases: a file of ids, 'name:part' or a list (None: every labelled case)
+                      hd95:str='pooled'      # HD95 definition: 'pooled' (BraTS, medpy, nnU-Net) or 'max' (MONAI)
+                     )->pd.DataFrame:        # one row per case: `case`, `<REGION>_dice`, `<REGION>_hd95`, `ET_dice_pp`, `ET_hd95_pp` (Dice as fractions); `.attrs['skipped']`: {case: reason}
     "Score another method's segmentations against a dataset's labels with the BraTS conventions."
+    check_hd95(hd95)
     preds = find_predictions(pred_dir)
     cases = {c.id: c for c in find_cases(truth_data, layout, convention) if c.label is not None}
     if not cases: raise ValueError(f"truth_data {truth_data}: no case has a label; expected a labelled dataset")
+    ids = resolve_split(split) if split is not None else None
+    if ids is not None:
+        unknown = [i for i in ids if i not in cases]
+        if unknown: raise ValueError(f"split: {len(unknown)} listed case(s) are not labelled cases of {truth_data}, e.g. {unknown[:5]}")
+        cases = {i: cases[i] for i in sorted(set(ids))}
+        preds = {i: p for i, p in preds.items() if i in cases}
     extra = [i for i in preds if i not in cases]
     if extra: raise ValueError(f"pred_dir {pred_dir}: {len(extra)} prediction(s) match no labelled case of {truth_data}, e.g. {extra[:5]}")
     missing = [i for i in cases if i not in preds]
@@ -81,7 +90,7 @@ def score_predictions(pred_dir:str|Path,     # folder of `<case>_pred.nii.gz` (o
             else: pred, aff_p = np.zeros_like(truth), aff_t
             rows.append({'case': cid} | score_volumes(pred, truth, case.convention, affine_pred=aff_p, affine_true=aff_t,
                                                       source=f"case {cid}: prediction {preds.get(cid, '(missing)')}",
-                                                      et_threshold=et_threshold))
+                                                      et_threshold=et_threshold, hd95=hd95))
         except (ValueError, OSError) as e:   # one case's unreadable file, grid or label values
             if not skip_bad and len(cases) == 1: raise
             if not skip_bad: raise with_hint(e, f"; pass skip_bad=True (--skip-bad) to score the other {len(cases) - 1} case(s) and list the bad ones") from e
@@ -94,7 +103,7 @@ def score_predictions(pred_dir:str|Path,     # folder of `<case>_pred.nii.gz` (o
 def _summary(df:pd.DataFrame)->str:
     "Mean Dice and HD95 of each region (and post-processed ET) over the rows, a line each."
     means = df.mean(numeric_only=True)
-    return '\n'.join(f"  {c.replace('_dice', ''):6s} Dice {means[c]:.4f}   HD95 {means[c.replace('_dice', '_hd95')]:.2f} mm"
+    return '\n'.join(f"  {c.replace('_dice', ''):6s} Dice {100 * means[c]:.2f} %   HD95 {means[c.replace('_dice', '_hd95')]:.2f} mm"
                      for c in means.index if '_dice' in c)
 
 @call_parse
@@ -106,12 +115,15 @@ def score_cli(pred_dir:str,             # folder of <case>_pred.nii.gz (or <case
               et_threshold:int=500,     # predicted ET below this many voxels is removed for the *_pp columns
               allow_missing:store_true=False,  # score truth cases without prediction as empty predictions
               convention:str=None,      # label convention override (brats, brats2023, msd-task01, msd-task05)
-              skip_bad:store_true=False):  # score the other cases past a bad file, list the bad ones, exit 2
-    "Score any method's segmentations against a dataset with the BraTS conventions: one CSV row per case."
+              skip_bad:store_true=False,   # score the other cases past a bad file, list the bad ones, exit 2
+              split:str=None,           # score only these cases: a file of case ids or name:part (shipped: brats2020_rfnet:train|val|test)
+              hd95:str='pooled'):       # HD95: pooled (BraTS, medpy, nnU-Net; default) or max (MONAI's larger directed one)
+    "Score any method's segmentations against a dataset with the BraTS conventions: one CSV row per case (Dice as fractions), means in %."
+    check_hd95(hd95)
     out_p = Path(out).expanduser()
     if out_p.is_dir(): raise IsADirectoryError(f"out {out}: is a folder; expected the name of the CSV file to write, e.g. {out_p/'scores.csv'}")
     writable_dir(out_p.parent, f'out {out}: parent folder')   # before the scoring, not after
-    df = score_predictions(pred_dir, truth_data, layout, et_threshold, allow_missing, convention, skip_bad)
+    df = score_predictions(pred_dir, truth_data, layout, et_threshold, allow_missing, convention, skip_bad, split, hd95)
     skipped = df.attrs.get('skipped', {})
     for cid, why in skipped.items(): print(f"skipped {cid}: {why}", file=sys.stderr)
     if not len(df): raise ValueError(f"pred_dir {pred_dir}: none of the {len(skipped)} case(s) could be scored (reasons above); {out} not written")
@@ -122,16 +134,19 @@ def score_cli(pred_dir:str,             # folder of <case>_pred.nii.gz (or <case
     return df
 
 # %% ../nbs/32_evaluate.ipynb #712adfca
-def resolve_split(split:str|Path|list|None  # None, a list of ids, a text file of ids, or 'name:part' of a shipped split
-                 )->list|None:              # case ids (None: all cases)
-    "The case ids a `--split` argument names."
+def resolve_split(split:str|Path|list|None,  # None, a list of ids, a text file of ids, 'name:part' or the name of a shipped split
+                  part:str='test',           # the part a bare shipped name means (evaluation and scoring: its test cases)
+                  what:str='split'           # the argument's name, for errors
+                 )->list|None:               # case ids (None: all cases)
+    "The case ids a split argument names; the same forms everywhere: a file of ids, 'name:part', or a shipped name (its `part`)."
     if split is None or isinstance(split, (list, tuple)): return None if split is None else list(split)
     if Path(split).expanduser().is_file(): return read_id_file(split)
-    name, _, part = str(split).partition(':')
-    if not part: raise ValueError(f"split: {split!r} is neither a file nor 'name:part' (e.g. 'brats2020_rfnet:test')")
+    name, _, p = str(split).partition(':')
+    if '/' in str(split) or str(split).endswith('.txt') or not name:
+        raise FileNotFoundError(f"{what}: {split} is not a file of case ids; expected a file or a shipped split such as brats2020_rfnet:{part}")
     parts = load_split(name)
-    if part not in parts: raise ValueError(f"split: {name!r} has no part {part!r}; expected one of {list(parts)}")
-    return parts[part]
+    if (p or part) not in parts: raise ValueError(f"{what}: split {name!r} has no part {p or part!r}; expected one of {sorted(parts)}")
+    return parts[p or part]
 
 # %% ../nbs/32_evaluate.ipynb #c89c2d02
 def _labelled(entries:list, data)->list:
@@ -167,14 +182,15 @@ def eval_cases(data:str|Path,        # dataset folder (or .csv) as downloaded, o
     finally: shutil.rmtree(work, ignore_errors=True)
 
 # %% ../nbs/32_evaluate.ipynb #425d4b4a
-def load_model(run_or_checkpoint:str|Path,  # run folder (best.pth, else last.pth) or checkpoint file
+def load_model(run_or_checkpoint:str|Path,  # run folder or checkpoint file
                modalities:tuple,            # the data's modality tags, in tensor order
                convention:str,              # the data's label convention
-               device:str|None=None         # where to put the model (None: CUDA if available)
-              )->tuple:                     # (model in eval mode, info: checkpoint, modalities, roi, convention)
+               device:str|None=None,        # where to put the model (None: CUDA if available)
+               checkpoint:str='last'        # in a run folder: 'last' (the last epoch, as the paper reports), 'best' or a .pth path
+              )->tuple:                     # (model in eval mode, info: checkpoint, epoch, modalities, roi, convention)
     "Rebuild a run's model and check that it fits the data's modalities and classes."
     from cloe_nb.inference import load_run
-    model, info = load_run(run_or_checkpoint, device)
+    model, info = load_run(run_or_checkpoint, device, checkpoint)
     lc, ckpt = get_convention(convention), info['checkpoint']
     if tuple(info['modalities']) != tuple(modalities):
         raise ValueError(f"checkpoint {ckpt}: trained on modalities {list(info['modalities'])}; the data has {list(modalities)}")
@@ -209,7 +225,7 @@ def _published_for(table:pd.DataFrame)->pd.DataFrame|None:
     except ValueError: return None
 
 # %% ../nbs/32_evaluate.ipynb #9831a323
-def evaluate_run(run_or_checkpoint:str|Path,  # run folder (best.pth, else last.pth) or checkpoint file
+def evaluate_run(run_or_checkpoint:str|Path,  # run folder (its last.pth unless `checkpoint` says otherwise) or checkpoint file
                  data:str|Path,               # dataset folder (or .csv) as downloaded, or a `cloe-prepare` cache
                  split:str|Path|list|None=None,  # text file of case ids, 'name:part' of a shipped split, a list, or None (all)
                  out:str|Path='evaluation',   # output folder
@@ -220,9 +236,14 @@ def evaluate_run(run_or_checkpoint:str|Path,  # run folder (best.pth, else last.
                  layout:str='auto',           # dataset layout when `data` is a dataset folder
                  device:str|None=None,        # 'cuda', 'cpu', ... (None: CUDA if available)
                  progress:bool=True,          # print a line per case
-                 corrupt:str|tuple|None=None  # also run the corruption test: kinds, e.g. 'noise,flip,bias' (None: off)
+                 corrupt:str|tuple|None=None, # also run the corruption test: kinds, e.g. 'noise,flip,bias' (None: off)
+                 checkpoint:str='last',       # in a run folder: 'last' (the last epoch, as RFNet and the paper report), 'best' or a .pth path
+                 blend:str='constant',        # overlapping windows: 'constant' (uniform mean, RFNet) or 'gaussian'
+                 hd95:str='pooled'            # HD95 definition: 'pooled' (BraTS, medpy) or 'max' (MONAI)
                 )->dict:                      # {'per_case', 'dice', 'hd95', 'published'} DataFrames and 'files'
     "Evaluate a trained model on every case and modality subset; write per-case scores, the paper's tables and a heatmap."
+    from cloe_nb.inference import check_blend
+    check_blend(blend); hd95_definition = check_hd95(hd95)   # `hd95` is the table's name below
     out = writable_dir(out, 'out')   # a file, a read-only or unwritable place: one line naming --out, before any work
     ids = resolve_split(split)
     if ids is not None and len(set(ids)) != len(ids): raise ValueError(f"split: case ids appear more than once, e.g. {[i for i in ids if ids.count(i) > 1][:3]}")
@@ -237,15 +258,17 @@ def evaluate_run(run_or_checkpoint:str|Path,  # run folder (best.pth, else last.
             meta = entry.meta
             if model is None:
                 modalities, convention = tuple(meta['modalities']), meta['convention']
-                model, info = load_model(run_or_checkpoint, modalities, convention, device)
+                model, info = load_model(run_or_checkpoint, modalities, convention, device, checkpoint)
+                if progress: print(f"checkpoint: {info['checkpoint']} (epoch {info['epoch']})", flush=True)
                 masks, window = _subset_masks(subsets, modalities), roi or info['roi']
             elif tuple(meta['modalities']) != modalities or meta['convention'] != convention:
                 raise ValueError(f"case {entry.id}: modalities {meta['modalities']} / {meta['convention']!r} differ from the first case's {list(modalities)} / {convention!r}")
             truth = np.asarray(entry.label)
-            probs = predict_subsets(model, entry.image, masks, window, overlap, modalities=modalities)['probs']
+            probs = predict_subsets(model, entry.image, masks, window, overlap, blend, modalities=modalities)['probs']
             for mask, p in zip(masks, probs):
                 name, pred = subset_name(mask, modalities), segmentation(p)
-                rows.append(dict(case=entry.id, subset=name) | score_case(pred, truth, convention, meta['spacing'], et_threshold, f"case {entry.id}, subset {name}"))
+                rows.append(dict(case=entry.id, subset=name) | score_case(pred, truth, convention, meta['spacing'], et_threshold,
+                                                                           f"case {entry.id}, subset {name}", hd95_definition))
             per_case = pd.DataFrame(rows)
             write_table(per_case, out/'per_case.csv')
             if kinds and hasattr(model, 'experts'):
@@ -265,7 +288,7 @@ def evaluate_run(run_or_checkpoint:str|Path,  # run folder (best.pth, else last.
         files += [write_table(corruption, out/f'corruption.{ext}') for ext in ('csv', 'md')] + [out/'corruption_per_case.csv']
         fig = corruption_plot(corruption)
         files.append(atomic_write(out/'corruption.png', lambda tmp: fig.savefig(tmp, dpi=100)))
-    summary = dict(checkpoint=info['checkpoint'], model=type(model).__name__, ablation=getattr(model, 'ablation', None),
+    summary = dict(checkpoint=info['checkpoint'], epoch=info['epoch'], blend=blend, hd95=hd95_definition, model=type(model).__name__, ablation=getattr(model, 'ablation', None),
                    widths=list(getattr(model, 'widths', [])),
                    data=str(data), split=None if split is None else str(split), n_cases=int(per_case.case.nunique()),
                    modalities=list(modalities), convention=convention, subsets=[subset_name(m, modalities) for m in masks],
@@ -348,29 +371,27 @@ def corruption_plot(summary:pd.DataFrame,      # from `corruption_summary`
     return fig
 
 # %% ../nbs/32_evaluate.ipynb #99210041
-def _parse_roi(roi:str|None)->int|tuple|None:
-    "The `--roi` argument: one side or three."
-    if roi is None: return None
-    try: sides = tuple(int(v) for v in str(roi).replace('x', ',').split(','))
-    except ValueError: raise ValueError(f"roi: {roi!r}; expected one integer (112) or three (128,128,96)") from None
-    if len(sides) not in (1, 3): raise ValueError(f"roi: {roi!r} has {len(sides)} sides; expected one (112) or three (128,128,96)")
-    return sides[0] if len(sides) == 1 else sides
-
 @call_parse
 @cli_errors
-def evaluate_cli(run:str,                 # run folder (best.pth, else last.pth) or checkpoint file
+def evaluate_cli(run:str,                 # run folder (its last.pth unless --checkpoint says otherwise) or checkpoint file
                  data:str,                # dataset folder (or .csv) as downloaded, or a cloe-prepare cache
-                 split:str=None,          # text file of case ids, or a shipped split 'name:part' (e.g. brats2020_rfnet:test)
+                 split:str=None,          # cases: a file of case ids, name:part, or a shipped name (its test part; shipped: brats2020_rfnet)
                  out:str='evaluation',    # output folder
                  roi:str=None,            # sliding-window size, e.g. 112 or 128,128,96 (default: training patch, else 112)
                  overlap:float=0.5,       # sliding-window overlap
+                 blend:str='constant',    # overlapping windows: constant (uniform mean, RFNet) or gaussian
+                 checkpoint:str='last',   # in a run folder: last (the last epoch, as the paper reports), best, or a .pth file
+                 hd95:str='pooled',       # HD95: pooled (BraTS, medpy, nnU-Net; default) or max (MONAI's larger directed one)
                  subsets:str='all',       # 'all' or subset names separated by ';', e.g. 'T2;FLAIR+T1c'
                  et_threshold:int=500,    # RFNet's ET post-processing threshold, voxels
                  layout:str='auto',       # dataset layout when DATA is a dataset folder
                  device:str=None,         # cuda or cpu (default: cuda if available)
                  corrupt:str=None):       # also test reliability under corruption: e.g. noise,flip,bias (corruption.csv/.md/.png)
-    "Evaluate a trained model on every case and all 15 modality subsets: per-case scores, the paper's tables, a heatmap."
-    res = evaluate_run(run, data, split, out, _parse_roi(roi), overlap, subsets, et_threshold, layout, device, corrupt=corrupt)
+    "Evaluate a trained model on every case and all 15 modality subsets: per-case scores (Dice as fractions), the paper's tables (Dice in %), a heatmap."
+    from cloe_nb.inference import parse_roi
+    res = evaluate_run(run, data, split, out, parse_roi(roi), overlap, subsets, et_threshold, layout, device, corrupt=corrupt,
+                       checkpoint=checkpoint, blend=blend, hd95=hd95)
     print(table_to_markdown(res['dice'], 1))
     print(f"wrote {', '.join(sorted(p.name for p in res['files']))} to {out}")
     return res
+

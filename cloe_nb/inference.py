@@ -23,11 +23,22 @@ from .preprocess import crop_box, zscore_nonzero, restore_nifti, _case_meta
 from .learner import load_checkpoint, model_from_checkpoint, save_checkpoint, model_config
 
 # %% auto #0
-__all__ = ['PRED_SUFFIX', 'window_geometry', 'predict_volume', 'predict_subsets', 'segmentation', 'to_original', 'save_nifti',
-           'save_json', 'reliability_report', 'preprocess_case', 'predict_case', 'load_run', 'cases_from_inputs',
-           'output_files', 'predict_cli']
+__all__ = ['BLENDS', 'CHECKPOINTS', 'PRED_SUFFIX', 'parse_roi', 'window_geometry', 'check_blend', 'predict_volume',
+           'predict_subsets', 'segmentation', 'to_original', 'save_nifti', 'save_json', 'reliability_report',
+           'preprocess_case', 'predict_case', 'run_checkpoint', 'load_run', 'cases_from_inputs', 'output_files',
+           'predict_cli']
 
 # %% ../nbs/30_inference.ipynb #533502e3
+def parse_roi(roi:str|int|tuple|None  # '112', '128,128,96' (or 128x128x96), an int or three, or None
+             )->int|tuple|None:       # one side, three sides, or None (the checkpoint's training patch)
+    "The `--roi` argument of `cloe-predict` and `cloe-evaluate`: one side or three."
+    if roi is None: return None
+    try: sides = tuple(int(v) for v in (str(roi).replace('x', ',').split(',') if isinstance(roi, str) else np.atleast_1d(roi)))
+    except ValueError: raise ValueError(f"roi: {roi!r}; expected one integer (112) or three (128,128,96)") from None
+    if len(sides) not in (1, 3): raise ValueError(f"roi: {roi!r} has {len(sides)} sides; expected one (112) or three (128,128,96)")
+    if min(sides) < 1: raise ValueError(f"roi: {roi!r}; expected positive window sides")
+    return sides[0] if len(sides) == 1 else sides
+
 def window_geometry(shape:tuple,  # spatial size of the volume (D, H, W)
                     roi:int|tuple,  # window size (the training patch), one int or one per axis
                     levels:int      # encoder levels S of the model
@@ -57,8 +68,17 @@ def _as_input(model, image, avail, device)->tuple:
     if not a.any(): raise ValueError("avail: no modality is available; at least one is required")
     return x[None].to(device), a.to(device)
 
+BLENDS = ('constant', 'gaussian')   # how overlapping windows are combined: uniform mean (RFNet) or Gaussian-weighted (MONAI, nnU-Net)
+
+def check_blend(blend:str  # 'constant' or 'gaussian'
+               )->str:     # the same name
+    "Validate a window-blending name, with one clear error naming `--blend`."
+    if blend not in BLENDS: raise ValueError(f"blend: expected one of {BLENDS} (constant: RFNet's uniform mean), got {blend!r}")
+    return blend
+
 def _sliding(predictor, x:Tensor, roi, levels:int, overlap:float, mode:str, sw_batch_size:int)->dict:
     "Pad `x` (1, M, *S) for the model, run MONAI's sliding window with `predictor`, crop the maps back to *S."
+    check_blend(mode)
     shape = tuple(x.shape[2:])
     padded, roi_size = window_geometry(shape, roi, levels)
     pad = [p - s for s, p in zip(shape, padded)]
@@ -88,7 +108,7 @@ def predict_volume(model:torch.nn.Module,  # CLoE (or a baseline) called as mode
                    avail,                    # (M,) bool: which modalities are available (the others are ignored)
                    roi:int|tuple=112,        # window size: the training patch
                    overlap:float=0.5,        # window overlap (paper, RFNet: 0.5)
-                   mode:str='gaussian',      # MONAI blending: 'gaussian' or 'constant'
+                   mode:str='constant',      # blending of overlapping windows: 'constant' (uniform, RFNet) or 'gaussian'
                    sw_batch_size:int=1,      # windows per forward pass
                    device:str|None=None      # where to compute; None: the model's device
                   )->dict:                   # probs (C,*S), expert_probs (M,C,*S) or None, region (*S) or None, avail (M,)
@@ -139,7 +159,7 @@ def predict_subsets(model:torch.nn.Module,   # CLoE (or a baseline) called as mo
                     subsets:list|None=None,   # availability masks (or names, e.g. 'FLAIR+T1c'); None: all 2^M - 1
                     roi:int|tuple=112,        # window size: the training patch
                     overlap:float=0.5,        # window overlap
-                    mode:str='gaussian',      # MONAI blending
+                    mode:str='constant',      # blending of overlapping windows: 'constant' (uniform, RFNet) or 'gaussian'
                     sw_batch_size:int=1,      # windows per pass
                     subset_batch:int|None=None,  # subsets per fusion-decoder call; None: all at once
                     modalities:tuple|None=None,  # modality tags in tensor order (to parse subset names); None: BraTS for M=4
@@ -266,13 +286,14 @@ def predict_case(model:torch.nn.Module,  # the model
                  modalities:tuple,       # the model's modality tags in tensor order
                  roi:int|tuple=112,      # window size
                  overlap:float=0.5,      # window overlap
-                 device:str|None=None    # where to compute
+                 device:str|None=None,   # where to compute
+                 blend:str='constant'    # overlapping windows: 'constant' (uniform mean, RFNet) or 'gaussian'
                 )->dict:                 # seg (Nifti1Image), report (dict), meta (dict), pred (predict_volume's dict)
     "Predict one case from its files: segmentation in the original geometry and label values, plus its reliability report."
     lc = get_convention(case.convention)
     if lc.n_classes != model.n_classes: raise ValueError(f"case {case.id}: its label convention {lc.name!r} has {lc.n_classes} classes, the checkpoint predicts {model.n_classes}")
     image, avail, meta = preprocess_case(case, modalities)
-    pred = predict_volume(model, image, avail, roi, overlap, device=device)
+    pred = predict_volume(model, image, avail, roi, overlap, blend, device=device)
     seg = to_original(segmentation(pred['probs']), meta, lc)
     return dict(seg=seg, report=reliability_report(model, pred, meta['spacing'], modalities, lc, case.id), meta=meta, pred=pred)
 
@@ -281,16 +302,34 @@ _SUFFIX_TAGS = dict(flair='flair', t1ce='t1ce', t1='t1', t2='t2', t2f='flair', t
 _SUFFIX_RE = re.compile(r'^(?P<case>.+?)[_-](?P<tag>' + '|'.join(sorted(_SUFFIX_TAGS, key=len, reverse=True)) + r')$', re.I)
 _NII_RE = re.compile(r'\.nii(\.gz)?$', re.I)
 
-def load_run(run_or_checkpoint:str|Path,  # a run folder (best.pth, else last.pth) or a .pth checkpoint
-             device:str|None=None         # where to put the model; None: CUDA if available, else CPU
-            )->tuple:                     # (model in eval mode, info: checkpoint path, modalities, roi, convention or None)
+CHECKPOINTS = ('last', 'best')
+
+def run_checkpoint(run_or_checkpoint:str|Path,  # a run folder or a .pth file
+                   checkpoint:str='last'         # in a run folder: 'last' (the last epoch, as RFNet and the paper report), 'best', or a .pth path
+                  )->Path:                       # the checkpoint file to load
+    "Which checkpoint of a run to use: its last epoch by default, the best-validated one or an explicit file on request."
+    p = Path(run_or_checkpoint).expanduser()
+    if not p.is_dir(): return p
+    if checkpoint not in CHECKPOINTS:
+        c = Path(checkpoint).expanduser()
+        c = c if c.is_absolute() or c.exists() else p/c
+        if not c.is_file(): raise FileNotFoundError(f"checkpoint: {checkpoint} is neither last, best nor a .pth file (in {p} or as given)")
+        return c
+    f = p/f'{checkpoint}.pth'
+    if not f.is_file():
+        have = sorted(q.name for q in p.glob('*.pth'))
+        raise FileNotFoundError(f"run {p}: no {f.name}" + (f" (it has {', '.join(have)}: pass --checkpoint {have[0][:-4]})" if have else
+                                "; expected a run folder written by cloe-train or a .pth file"))
+    return f
+
+def load_run(run_or_checkpoint:str|Path,  # a run folder or a .pth checkpoint
+             device:str|None=None,        # where to put the model; None: CUDA if available, else CPU
+             checkpoint:str='last'        # in a run folder: 'last' (default), 'best', or a .pth path (see `run_checkpoint`)
+            )->tuple:                     # (model in eval mode, info: checkpoint path, epoch, modalities, roi, convention or None)
     "The model of a run or checkpoint, with the modality tags and window size it was trained with."
     p = Path(run_or_checkpoint).expanduser()
     run = p if p.is_dir() else p.parent
-    if p.is_dir():
-        found = [p/n for n in ('best.pth', 'last.pth') if (p/n).is_file()]
-        if not found: raise FileNotFoundError(f"run {p}: no best.pth or last.pth; expected a run folder written by cloe-train or a .pth file")
-        p = found[0]
+    p = run_checkpoint(p, checkpoint)
     ckpt = load_checkpoint(p)
     cfg = {}
     if (run/'config.json').is_file():
@@ -304,7 +343,7 @@ def load_run(run_or_checkpoint:str|Path,  # a run folder (best.pth, else last.pt
     model = model_from_checkpoint(ckpt, expect=dict(n_modalities=len(mods)))
     dev = torch.device(device) if device else torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     roi = pick('patch') or 112
-    return model.to(dev).eval(), dict(checkpoint=str(p), modalities=mods, roi=roi, convention=pick('convention'))
+    return model.to(dev).eval(), dict(checkpoint=str(p), epoch=ckpt.get('epoch'), modalities=mods, roi=roi, convention=pick('convention'))
 
 def _tag(name:str)->str:
     m = _SUFFIX_TAGS.get(name.strip().lower()) or {modality_name(t).lower(): t for t in set(_SUFFIX_TAGS.values())}.get(name.strip().lower())
@@ -385,18 +424,22 @@ _CASE_ERRORS = (ValueError, OSError, RuntimeError)   # a case's own problem: unr
 
 @call_parse
 @cli_errors
-def predict_cli(checkpoint:str,         # run folder (best.pth, else last.pth) or .pth checkpoint
+def predict_cli(run:str,                # run folder (its last.pth unless --checkpoint says otherwise) or a .pth checkpoint
                 *inputs:str,            # case folders (BraTS naming) or NIfTI files of one case
                 out:str='predictions',  # output folder for <case>_pred.nii.gz and <case>_reliability.json; never an input folder
                 modalities:str=None,    # modalities of the explicit files in order, e.g. flair,t1ce (default: from the names)
                 layout:str='auto',      # layout of the input folders: auto, brats, brats2023, msd or csv
-                roi:int=None,           # sliding-window size (default: the checkpoint's training patch, else 112)
+                roi:str=None,           # sliding-window size: 112 or 128,128,96 (default: the checkpoint's training patch, else 112)
                 overlap:float=0.5,      # sliding-window overlap
+                blend:str='constant',   # overlapping windows: constant (uniform mean, RFNet) or gaussian
+                checkpoint:str='last',  # in a run folder: last (the last epoch, as the paper reports), best, or a .pth file
                 device:str=None,        # cpu, cuda, cuda:1 ... (default: CUDA if available)
                 overwrite:store_true=False,  # replace output files that exist already; without it they are refused before any prediction
                 skip_bad:store_true=False):  # predict the other cases past a bad one, list the bad ones, exit 2
     "Segment cases with any subset of modalities present; write the segmentation and a reliability report per case."
-    model, info = load_run(checkpoint, device)
+    check_blend(blend); window = parse_roi(roi)   # bad options fail before the model is loaded
+    model, info = load_run(run, device, checkpoint)
+    print(f"checkpoint: {info['checkpoint']} (epoch {info['epoch']})", flush=True)
     cases = cases_from_inputs(list(inputs), info['modalities'], modalities, layout)
     bad = {}
     def _skip(cid, why): bad[cid] = why; print(f"skipped {cid}: {why}", file=sys.stderr, flush=True)
@@ -411,9 +454,9 @@ def predict_cli(checkpoint:str,         # run folder (best.pth, else last.pth) o
     written = []
     for c in (c for c in cases if c.id not in bad):
         try:
-            res = predict_case(model, c, info['modalities'], roi or info['roi'], overlap, device)
+            res = predict_case(model, c, info['modalities'], window or info['roi'], overlap, device, blend)
             seg = save_nifti(res['seg'], files[c.id][0])
-            rel = save_json(dict(res['report'], checkpoint=info['checkpoint']), files[c.id][1])
+            rel = save_json(dict(res['report'], checkpoint=info['checkpoint'], epoch=info['epoch'], blend=blend), files[c.id][1])
         except _CASE_ERRORS as e:
             if not skip_bad:
                 if len(cases) == 1: raise

@@ -17,9 +17,10 @@ from .core import (atomic_write, BRATS_MODALITIES, PROSTATE_MODALITIES, LabelCon
                           region_probs, labels_to_classes, parse_subset, subset_name, all_subsets, published_tables)
 
 # %% auto #0
-__all__ = ['HD95_EMPTY', 'dice_scores', 'hd95_scores', 'postprocess_small_region', 'score_case', 'score_volumes', 'region_dice',
-           'region_dice_metrics', 'subset_table', 'published_table', 'compare_with_published', 'write_atomic',
-           'table_to_markdown', 'write_table']
+__all__ = ['HD95_EMPTY', 'HD95_DEFINITIONS', 'dice_scores', 'check_hd95', 'surface_distances', 'hd95_scores',
+           'postprocess_small_region', 'score_case', 'score_volumes', 'region_dice', 'region_dice_metrics',
+           'subset_table', 'published_table', 'compare_with_published', 'write_atomic', 'table_to_markdown',
+           'write_table']
 
 # %% ../nbs/31_metrics.ipynb #bbc8adc1
 def dice_scores(pred_masks:np.ndarray,  # predicted region masks, bool (n_regions, *spatial)
@@ -31,30 +32,55 @@ def dice_scores(pred_masks:np.ndarray,  # predicted region masks, bool (n_region
 
 # %% ../nbs/31_metrics.ipynb #a13e3351
 HD95_EMPTY = 373.13  # BraTS: HD95 when exactly one of prediction and truth is empty (diagonal of 240x240x155 at 1 mm)
+HD95_DEFINITIONS = ('pooled', 'max')   # pooled: medpy / BraTS / nnU-Net; max: MONAI
 
 def _spacing(spacing, ndim):
     sp = tuple(float(s) for s in np.broadcast_to(np.asarray(spacing, dtype=float), (ndim,)))
     if any(s <= 0 for s in sp): raise ValueError(f"spacing: expected positive voxel sizes in mm, got {sp}")
     return sp
 
+def check_hd95(definition:str  # 'pooled' or 'max'
+              )->str:          # the same name
+    "Validate an HD95 definition name, with one clear error naming `--hd95`."
+    if definition not in HD95_DEFINITIONS: raise ValueError(f"hd95: expected one of {HD95_DEFINITIONS} (pooled: the BraTS tables'), got {definition!r}")
+    return definition
+
+def surface_distances(a:np.ndarray,  # bool region (*spatial), not empty
+                      b:np.ndarray,  # bool region, same shape, not empty
+                      spacing:tuple  # voxel size in mm per axis
+                     )->np.ndarray:  # distance (mm) from each surface voxel of `a` to the surface of `b`
+    "Directed surface distances as medpy computes them: surface = region minus its 6-neighbour erosion, scipy's EDT."
+    from scipy import ndimage
+    fp = ndimage.generate_binary_structure(a.ndim, 1)
+    border = lambda m: m ^ ndimage.binary_erosion(m, structure=fp, iterations=1)
+    return ndimage.distance_transform_edt(~border(b), sampling=spacing)[border(a)]
+
+def _hd95_pooled(p, t, sp)->float:
+    return float(np.percentile(np.hstack([surface_distances(p, t, sp), surface_distances(t, p, sp)]), 95))
+
 def hd95_scores(pred_masks:np.ndarray,  # predicted region masks, bool (n_regions, *spatial)
                 true_masks:np.ndarray,  # true region masks, bool (n_regions, *spatial)
                 spacing=(1., 1., 1.),   # voxel size in mm along each spatial axis (a number means isotropic)
-                empty_distance:float=HD95_EMPTY  # HD95 when exactly one side is empty
+                empty_distance:float=HD95_EMPTY,  # HD95 when exactly one side is empty
+                definition:str='pooled' # 'pooled' (medpy, BraTS, nnU-Net) or 'max' (MONAI): see above
                )->np.ndarray:           # HD95 per region in mm; 0 when both are empty
-    "95th-percentile Hausdorff distance of each region (MONAI), with the BraTS empty-mask convention."
+    "95th-percentile Hausdorff distance of each region, pooled (the BraTS tables') or the larger directed one (MONAI), with the BraTS empty-mask convention."
+    check_hd95(definition)
     pred, truth = np.asarray(pred_masks, bool), np.asarray(true_masks, bool)
     sp = _spacing(spacing, pred.ndim - 1)
     has_p, has_t = pred.reshape(len(pred), -1).any(1), truth.reshape(len(truth), -1).any(1)
     out = np.where(has_p == has_t, 0., float(empty_distance))
     both = np.flatnonzero(has_p & has_t)
-    if len(both):
+    if len(both) and definition == 'pooled':
+        for i in both: out[i] = _hd95_pooled(pred[i], truth[i], sp)
+    elif len(both):
         with warnings.catch_warnings():  # MONAI 1.5+ warns about its own deprecated internal argument
             warnings.simplefilter('ignore', FutureWarning)
             hd = compute_hausdorff_distance(torch.from_numpy(pred[both])[None], torch.from_numpy(truth[both])[None],
                                             include_background=True, percentile=95, spacing=sp)
         out[both] = hd[0].double().numpy()
     return out
+
 
 # %% ../nbs/31_metrics.ipynb #74af00cd
 def _replacement_class(lc:LabelConvention)->int:
@@ -101,7 +127,8 @@ def score_case(pred_classes:np.ndarray,  # predicted class indices 0..C-1, (*spa
                convention:str|LabelConvention='brats',  # label convention: regions and small region
                spacing=(1., 1., 1.),     # voxel size in mm, for HD95
                et_threshold:int=500,     # small-region post-processing threshold in voxels (RFNet: 500)
-               source:str='case'         # what to call the case in an error
+               source:str='case',        # what to call the case in an error
+               hd95:str='pooled'         # HD95 definition: 'pooled' (BraTS, medpy) or 'max' (MONAI)
               )->dict:                   # `<REGION>_dice`, `<REGION>_hd95`, and `<SMALL>_dice_pp`, `<SMALL>_hd95_pp`
     "Dice and HD95 of every region of one case, plus the post-processed small region (BraTS ET)."
     lc = get_convention(convention)
@@ -111,7 +138,7 @@ def score_case(pred_classes:np.ndarray,  # predicted class indices 0..C-1, (*spa
     box = (slice(None), *_foreground_box(pm, tm))   # Dice and HD95 only see the tumour's neighbourhood
     pm, tm = pm[box], tm[box]
     names = list(lc.regions)
-    dice, hd = dice_scores(pm, tm), hd95_scores(pm, tm, spacing)
+    dice, hd = dice_scores(pm, tm), hd95_scores(pm, tm, spacing, definition=hd95)
     out = {f"{r}_dice": float(d) for r, d in zip(names, dice)} | {f"{r}_hd95": float(h) for r, h in zip(names, hd)}
     if lc.small_region is not None:
         r, pp_pred = lc.small_region, postprocess_small_region(pred, lc, et_threshold)
@@ -119,7 +146,7 @@ def score_case(pred_classes:np.ndarray,  # predicted class indices 0..C-1, (*spa
         else:  # only the small region changed, and it is empty now: the empty conventions decide, MONAI is not called
             i = names.index(r)
             pp = region_masks(pp_pred, lc)[box][i:i+1]
-            out[f"{r}_dice_pp"], out[f"{r}_hd95_pp"] = float(dice_scores(pp, tm[i:i+1])[0]), float(hd95_scores(pp, tm[i:i+1], spacing)[0])
+            out[f"{r}_dice_pp"], out[f"{r}_hd95_pp"] = float(dice_scores(pp, tm[i:i+1])[0]), float(hd95_scores(pp, tm[i:i+1], spacing, definition=hd95)[0])
     return out
 
 # %% ../nbs/31_metrics.ipynb #5b31471e
@@ -134,7 +161,8 @@ def score_volumes(pred_labels:np.ndarray,  # predicted segmentation in stored la
                   affine_true:np.ndarray|None=None,  # 4x4 affine of the truth
                   source:str='case',       # the case name, used in errors
                   et_threshold:int=500,    # small-region post-processing threshold in voxels
-                  affine_atol:float=1e-3   # tolerance (mm) when comparing the two affines
+                  affine_atol:float=1e-3,  # tolerance (mm) when comparing the two affines
+                  hd95:str='pooled'        # HD95 definition: 'pooled' (BraTS, medpy) or 'max' (MONAI)
                  )->dict:                  # the same keys as `score_case`
     "Score a stored prediction against the truth after checking that both lie on the same grid."
     pred, truth = np.asarray(pred_labels), np.asarray(true_labels)
@@ -148,7 +176,7 @@ def score_volumes(pred_labels:np.ndarray,  # predicted segmentation in stored la
         spacing = _affine_spacing(ref) if ref is not None else (1., 1., 1.)
     lc = get_convention(convention)
     return score_case(labels_to_classes(pred, lc, f"{source} prediction"), labels_to_classes(truth, lc, f"{source} truth"),
-                      lc, spacing, et_threshold, source)
+                      lc, spacing, et_threshold, source, hd95)
 
 # %% ../nbs/31_metrics.ipynb #a8b1d799
 def region_dice(logits:torch.Tensor,  # network output (B, C, *spatial): logits or probabilities

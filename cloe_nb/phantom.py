@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 import nibabel as nib
-from fastcore.script import call_parse
+from fastcore.script import call_parse, store_true
 from .core import BRATS_MODALITIES, PROSTATE_MODALITIES, cli_errors, make_temp, writable_dir
 
 # %% auto #0
-__all__ = ['MIN_SIZE', 'BRATS_CONTRAST', 'BRATS_SCALE', 'PROSTATE_CONTRAST', 'PROSTATE_SCALE', 'PHANTOM_LAYOUTS', 'brain_anatomy',
-           'brats_affine', 'brats_phantom', 'prostate_affine', 'prostate_phantom', 'phantom_case',
-           'make_phantom_dataset', 'phantom_cli']
+__all__ = ['MIN_SIZE', 'BRATS_CONTRAST', 'BRATS_SCALE', 'PROSTATE_CONTRAST', 'PROSTATE_SCALE', 'TASK05_SLAB', 'PHANTOM_LAYOUTS',
+           'brain_anatomy', 'brats_affine', 'brats_phantom', 'prostate_affine', 'prostate_grid', 'prostate_phantom',
+           'phantom_case', 'make_phantom_dataset', 'phantom_cli']
 
 # %% ../nbs/02_phantom.ipynb #bc515c13
 def _upsample_matrix(n, size):
@@ -229,18 +229,42 @@ def prostate_affine(size:int,      # side of the cubic grid
     s, o = fov / size, -(size - 1) / 2 * fov / size
     return np.array([[s, 0, 0, o], [0, s, 0, o], [0, 0, s, o], [0, 0, 0, 1.]])
 
-def prostate_phantom(size:int=96,        # side of the cubic volume
+TASK05_SLAB = 0.375   # z extent of an anisotropic phantom, as a fraction of its in-plane field of view (Task05: ~72 of ~200 mm)
+
+def _check_spacing(spacing)->tuple:
+    "Three positive voxel sizes in mm, from a sequence, one number or a 'X,Y,Z' string."
+    parts = spacing.split(',') if isinstance(spacing, str) else [spacing] if np.ndim(spacing) == 0 else list(spacing)
+    try: vals = [float(v) for v in parts]
+    except (TypeError, ValueError): vals = []
+    if len(vals) == 1: vals *= 3
+    if len(vals) != 3 or not all(np.isfinite(v) and v > 0 for v in vals):
+        raise ValueError(f"spacing: {spacing!r}; expected three positive voxel sizes in mm, e.g. 0.6,0.6,3.6")
+    return tuple(vals)
+
+def prostate_grid(size:int,                # voxels along each in-plane axis (the side of the cube when `spacing` is None)
+                  fov:float=160.,          # field of view of the cube, mm (ignored with `spacing`)
+                  spacing:tuple|None=None  # (x, y, z) voxel size in mm of an MSD-like slab; None: a cube of fov/size mm voxels
+                 )->tuple:                 # (shape, 4×4 voxel-to-world matrix): axes R, A, S, world origin at the centre
+    "The prostate phantom's voxel grid: an isotropic cube, or a Task05-like slab of thick axial slices."
+    if spacing is None: return (size,) * 3, prostate_affine(size, fov)
+    sx, sy, sz = _check_spacing(spacing)
+    shape = (size, size, max(2, int(round(TASK05_SLAB * size * sx / sz))))
+    return shape, np.array([[sx, 0, 0, -(shape[0] - 1) / 2 * sx], [0, sy, 0, -(shape[1] - 1) / 2 * sy],
+                            [0, 0, sz, -(shape[2] - 1) / 2 * sz], [0, 0, 0, 1.]])
+
+def prostate_phantom(size:int=96,        # side of the cubic volume (with `spacing`: voxels along each in-plane axis)
                      seed:int=0,         # random seed: same seed, same case
                      p_lesion:float=0.3, # probability of an (unlabelled) PZ lesion
                      noise:float=0.03,   # Rician noise std of T2 in contrast units (ADC: 2.5×)
                      bias:float=0.2,     # bias-field strength of T2 (ADC: 0.3×)
-                     fov:float=160.      # field of view, mm
+                     fov:float=160.,     # field of view of the cube, mm
+                     spacing:tuple|str|None=None  # (x, y, z) mm for a Task05-like slab (`prostate_grid`), e.g. (0.6, 0.6, 3.6); None: the cube
                     )->dict:             # t2, adc (float32), seg (uint8: 0 background, 1 PZ, 2 TZ), affine
     "One MSD Task05-like case: pelvis with a prostate (PZ, TZ) on T2 and ADC."
     _check_size(size)
     rng = np.random.default_rng(seed)
-    shape, aff = (size,) * 3, prostate_affine(size, fov)
-    x, y, z = np.meshgrid(*[np.arange(size, dtype=np.float32) * aff[i, i] + aff[i, 3] for i in range(3)], indexing='ij')
+    shape, aff = prostate_grid(size, fov, spacing)
+    x, y, z = np.meshgrid(*[np.arange(n, dtype=np.float32) * aff[i, i] + aff[i, 3] for i, n in enumerate(shape)], indexing='ij')
     def radius(c, ax, wobble=0.):   # ellipsoidal radius: < 1 inside
         r = np.sqrt(((x - c[0]) / ax[0])**2 + ((y - c[1]) / ax[1])**2 + ((z - c[2]) / ax[2])**2)
         return r * (1 + wobble * _smooth_noise(rng, shape, 4)) if wobble else r
@@ -319,15 +343,26 @@ def _write_msd(root, cases):
 
 _WRITERS = {'brats2020': _write_brats, 'msd-task05': _write_msd}
 
+_APPLEDOUBLE = b'\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        '   # the header of an AppleDouble `._*` file
+
+def _write_macos_files(root:Path):
+    "Add the `._*` resource files a tar made on macOS carries: one beside dataset.json and one beside the first image and label."
+    files = sorted(root.rglob('*.nii.gz'))
+    firsts = [min((f for f in files if f.parent == d), key=str) for d in sorted({f.parent for f in files})][:3]
+    for f in [root/'dataset.json', *firsts]:
+        if f.exists(): (f.parent/f'._{f.name}').write_bytes(_APPLEDOUBLE)
+
 def make_phantom_dataset(out:str|Path,           # dataset folder to create
                          layout:str='brats2020', # 'brats2020' or 'msd-task05'
                          n_cases:int=8,          # number of cases (≥ 1)
                          size:int=96,            # side of each cubic volume, voxels (≥ 24)
                          seed:int=0,             # dataset seed; case i uses a seed derived from (seed, i)
                          force:bool=False,       # replace a non-empty `out`
-                         **kw                    # passed to the case generator (e.g. anatomy='analytic')
+                         macos_files:bool=False, # also write a few macOS `._*` files, as the Task05 tar carries them (readers must skip them)
+                         **kw                    # passed to the case generator (e.g. anatomy='analytic', spacing=(0.6, 0.6, 3.6))
                         )->Path:                 # `out`
     "Write a phantom dataset in the on-disk layout of BraTS 2020 or MSD Task05, atomically."
+    if kw.get('spacing') is not None and layout != 'msd-task05': raise ValueError(f"spacing: only for layout 'msd-task05'; {layout!r} phantoms are on BraTS's 1 mm grid")
     _check_layout(layout); _check_size(size)
     if isinstance(n_cases, bool) or not isinstance(n_cases, (int, np.integer)) or n_cases < 1:
         raise ValueError(f"n_cases: expected a positive integer, got {n_cases!r}")
@@ -339,6 +374,7 @@ def make_phantom_dataset(out:str|Path,           # dataset folder to create
     tmp = make_temp(out.parent, f'.{out.name}.', '.tmp', is_dir=True)   # mode 0o777 less the umask, as mkdir gives
     try:
         _WRITERS[layout](tmp, ((i, phantom_case(size, _case_seed(seed, i), layout, **kw)) for i in range(n_cases)))
+        if macos_files: _write_macos_files(tmp)
         old = None
         if out.exists():   # set the old folder aside, put the new one in place, then delete the old one
             old = out.with_name(f'.{out.name}.{os.getpid()}.old')
@@ -361,10 +397,15 @@ def phantom_cli(out:str,                 # dataset folder to create
                 size:int=96,             # side of each cubic volume, voxels (at least 24)
                 seed:int=0,              # dataset seed
                 anatomy:str='auto',      # BraTS brain: 'mni152' (needs nilearn), 'analytic' or 'auto'
-                force:bool=False         # replace a non-empty OUT
+                force:bool=False,        # replace a non-empty OUT
+                spacing:str=None,        # msd-task05: voxel size X,Y,Z in mm of a Task05-like slab (e.g. 0.6,0.6,3.6: SIZE x SIZE voxels in plane, thick slices); default: a SIZE^3 cube
+                macos_files:store_true=False   # also write a few macOS ._* files, as the Task05 tar carries them
                ):
     "Write a phantom dataset in the on-disk layout of BraTS 2020 or MSD Task05 (prostate)."
     kw = dict(anatomy=anatomy) if layout == 'brats2020' else {}
-    root = make_phantom_dataset(out, layout, n_cases, size, seed, force, **kw)
-    print(f"wrote {n_cases} {layout} phantom case(s) of {size}^3 voxels to {root}")
+    if spacing is not None: kw['spacing'] = _check_spacing(spacing)
+    root = make_phantom_dataset(out, layout, n_cases, size, seed, force, macos_files, **kw)
+    if spacing is None: grid = f"{size}^3 voxels"
+    else: grid = f"{' x '.join(map(str, prostate_grid(size, spacing=kw['spacing'])[0]))} voxels of {' x '.join(f'{v:g}' for v in kw['spacing'])} mm"
+    print(f"wrote {n_cases} {layout} phantom case(s) of {grid} to {root}")
     return root

@@ -13,13 +13,15 @@ import numpy as np
 import nibabel as nib
 from fastcore.parallel import parallel
 from fastcore.script import call_parse, store_true
-from .core import BRATS_MODALITIES, cli_errors, get_convention, writable_dir
+from scipy import ndimage
+from .core import BRATS_MODALITIES, classes_to_labels, cli_errors, get_convention, writable_dir
 from .datasets import Case, find_cases, missing_labels, read_case
 
 # %% auto #0
-__all__ = ['CACHE_FORMAT', 'crop_box', 'zscore_nonzero', 'source_record', 'prepare_case', 'restore_to_original', 'restore_nifti',
-           'CacheEntry', 'is_cache', 'load_cache', 'CacheWarning', 'source_changes', 'stale_entries', 'unlabelled_ids',
-           'check_cache', 'prepare_dataset', 'prepare_cli']
+__all__ = ['CACHE_FORMAT', 'crop_box', 'zscore_nonzero', 'parse_spacing', 'voxel_spacing', 'grid_for_spacing', 'resample_array',
+           'auto_spacing', 'source_record', 'prepare_arrays', 'prepare_case', 'restore_to_original', 'restore_nifti',
+           'restore_probs', 'CacheEntry', 'is_cache', 'load_cache', 'CacheWarning', 'source_changes', 'stale_entries',
+           'unlabelled_ids', 'check_cache', 'dataset_spacing', 'prepare_dataset', 'prepare_cli']
 
 # %% ../nbs/03_preprocess.ipynb #f4df32f6
 def crop_box(image:np.ndarray,  # (M, X, Y, Z) images of one case
@@ -50,6 +52,78 @@ def zscore_nonzero(image:np.ndarray  # (M, *spatial) images of one case
         out[m][mask] = (v - means[m]) / stds[m]
     return out, means, stds
 
+# %% ../nbs/03_preprocess.ipynb #0624b140
+def parse_spacing(spacing:str|float|tuple|list|None  # None or 'native'; 'auto'; 'X,Y,Z' or 'X' (isotropic) in mm; or 3 numbers
+                 )->tuple|str|None:                   # None (each case's own grid), 'auto', or (x, y, z) floats in mm
+    "Check a target-spacing option: each case's own grid, the dataset's median (`'auto'`), or a voxel size in mm."
+    if spacing is None: return None
+    if isinstance(spacing, str):
+        s = spacing.strip().lower()
+        if s in ('', 'native', 'none'): return None
+        if s == 'auto': return 'auto'
+        parts = s.split(',')
+    else: parts = [spacing] if np.ndim(spacing) == 0 else list(spacing)
+    try: vals = [float(v) for v in parts]
+    except (TypeError, ValueError): vals = []
+    if len(vals) == 1: vals *= 3
+    if len(vals) != 3 or not all(np.isfinite(v) and v > 0 for v in vals):
+        raise ValueError(f"spacing: {spacing!r}; expected 'auto', 'native', one voxel size or three comma-separated ones in mm (e.g. 1,1,1)")
+    return tuple(vals)
+
+
+# %% ../nbs/03_preprocess.ipynb #9849ba4c
+def voxel_spacing(affine:np.ndarray  # 4×4 voxel-to-world matrix
+                 )->tuple:           # (x, y, z) voxel sizes along the array axes, mm
+    "Voxel size along each array axis: the lengths of the affine's first three columns."
+    return tuple(float(v) for v in np.sqrt((np.asarray(affine, dtype=np.float64)[:3, :3] ** 2).sum(0)))
+
+def _grid_map(n_from, n_to)->tuple:
+    "(scale, offset) taking voxel indices of an `n_to` grid to those of an `n_from` grid over the same field of view."
+    z = np.asarray(n_from, np.float64) / np.asarray(n_to, np.float64)
+    return z, 0.5 * z - 0.5
+
+def grid_for_spacing(shape:tuple,        # (X, Y, Z) voxels of the volume
+                     affine:np.ndarray,  # its 4×4 voxel-to-world matrix
+                     spacing:tuple       # target (x, y, z) voxel size, mm
+                    )->tuple:            # (new shape, new 4×4 affine): same field of view and axes, about `spacing` mm voxels
+    "The voxel grid of (about) `spacing` mm over the same field of view, axes and corner as (`shape`, `affine`)."
+    shape = tuple(int(n) for n in shape[:3])
+    new = tuple(max(1, int(round(n * s / t))) for n, s, t in zip(shape, voxel_spacing(affine), spacing))
+    z, off = _grid_map(shape, new)
+    to_old = np.eye(4); to_old[:3, :3] = np.diag(z); to_old[:3, 3] = off
+    return new, np.asarray(affine, dtype=np.float64) @ to_old
+
+def resample_array(array:np.ndarray,  # (..., X, Y, Z) array; leading axes (modalities, classes) are kept
+                   shape:tuple,       # (X', Y', Z') voxels of the target grid over the same field of view
+                   order:int=1        # 1: linear (images, probabilities); 0: nearest neighbour (labels)
+                  )->np.ndarray:      # (..., X', Y', Z'): float32 for order 1, the input's dtype for order 0
+    "Resample the last three axes onto another grid of the same field of view (`grid_for_spacing`'s)."
+    array, shape = np.asarray(array), tuple(int(n) for n in shape)
+    if order not in (0, 1): raise ValueError(f"order: {order}; expected 0 (nearest, labels) or 1 (linear, images)")
+    if array.ndim < 3: raise ValueError(f"array: shape {array.shape}; expected at least 3 (spatial) axes")
+    if order == 1: array = array.astype(np.float32, copy=False)
+    if array.shape[-3:] == shape: return array.copy()
+    z, off = _grid_map(array.shape[-3:], shape)
+    flat = array.reshape(-1, *array.shape[-3:])
+    out = np.stack([ndimage.affine_transform(a, z, offset=off, output_shape=shape, order=order, mode='nearest') for a in flat])
+    return out.reshape(*array.shape[:-3], *shape)
+
+
+# %% ../nbs/03_preprocess.ipynb #48e374d8
+def auto_spacing(spacings:list,       # (x, y, z) voxel size of each case, mm
+                 shapes:list,         # (X, Y, Z) voxels of each case, same order
+                 anisotropy:float=3.  # how much coarser (and thinner in voxels) an axis must be to count as the low-resolution one
+                )->tuple:             # target (x, y, z) voxel size, mm
+    "nnU-Net's target spacing: the median per axis, but the 10th percentile on a low-resolution axis of anisotropic data."
+    sp, sh = np.asarray(spacings, np.float64).reshape(-1, 3), np.asarray(shapes, np.float64).reshape(-1, 3)
+    if not len(sp) or len(sp) != len(sh): raise ValueError(f"spacings, shapes: {len(sp)} and {len(sh)} cases; expected the same number, at least 1")
+    target, size = np.median(sp, 0), np.median(sh, 0)
+    worst = int(np.argmax(target)); others = [a for a in range(3) if a != worst]
+    if target[worst] > anisotropy * target[others].max() and size[worst] * anisotropy < size[others].min():
+        target[worst] = max(np.percentile(sp[:, worst], 10), target[others].max())
+    return tuple(float(t) for t in target)
+
+
 # %% ../nbs/03_preprocess.ipynb #51160ffa
 CACHE_FORMAT = 1  # version of the cache layout written by `prepare_case`
 
@@ -66,28 +140,64 @@ def source_record(case:Case  # the case whose files to record
     files = {**case.images, **({'label': case.label} if case.label is not None else {})}
     return {role: _stat(p) for role, p in files.items()}
 
-def _case_meta(case, image, affine, box, means, stds, label, source_files=None):
+def _round(v): return np.round(np.asarray(v, dtype=np.float64), 6).tolist()
+
+def _case_meta(case, image, affine, box, means, stds, label, source_files=None, grid=None):
+    "meta.json of a case: `image`/`affine` are the original ones, `grid` = (target spacing, shape, affine) when it was resampled."
+    target, grid_shape, grid_affine = grid or (None, image.shape[1:], affine)
     return dict(id=case.id, format=CACHE_FORMAT, layout=case.layout, modalities=list(case.modalities),
                 convention=case.convention, original_shape=list(image.shape[1:]), affine=np.asarray(affine).tolist(),
-                spacing=np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(0)).round(6).tolist(),
+                original_spacing=_round(voxel_spacing(affine)), target_spacing=None if target is None else _round(target),
+                grid_shape=[int(n) for n in grid_shape], grid_affine=np.asarray(grid_affine).tolist(),
+                spacing=_round(voxel_spacing(grid_affine)),
                 crop_box=[list(b) for b in box], shape=[b - a for a, b in box], has_label=label is not None,
                 intensity_mean=np.round(means, 4).tolist(), intensity_std=np.round(stds, 4).tolist(),
                 sources={m: str(p) for m, p in case.images.items()}, label_source=None if case.label is None else str(case.label),
                 channels=case.channels, source_files=source_files)
 
+def _effective_target(spacing, target)->tuple|None:
+    "The spacing a case of voxel size `spacing` is resampled to under the option `target`; None: it stays on its own grid."
+    if target is None or np.allclose(spacing, target, rtol=1e-3, atol=0): return None
+    return tuple(float(t) for t in target)
+
+def _fixed_spacing(spacing, what='spacing'):
+    spacing = parse_spacing(spacing)
+    if spacing == 'auto': raise ValueError(f"{what}: 'auto' is the median over a dataset; pass it to prepare_dataset / cloe-prepare, "
+                                           f"or the (x, y, z) mm it reported")
+    return spacing
+
+def prepare_arrays(case:Case,              # the case to preprocess
+                   spacing:tuple|str|None=None,  # target voxel size in mm (see `parse_spacing`); None: the case's own grid
+                   margin:int=0            # voxels kept around the non-zero box
+                  )->tuple:                # (image float32 (M, x, y, z) z-scored, label uint8 (x, y, z) or None, meta as in `meta.json` less source_files)
+    "Read one case, resample it to `spacing` (images linear, label nearest), crop to the non-zero box and z-score, in memory."
+    image, label, affine = read_case(case)
+    target = _effective_target(voxel_spacing(affine), _fixed_spacing(spacing))
+    grid = None
+    if target is not None:
+        grid = (target, *grid_for_spacing(image.shape[1:], affine, target))
+        resampled = resample_array(image, grid[1], 1)
+        if label is not None: label = resample_array(label, grid[1], 0)
+    else: resampled = image
+    box = crop_box(resampled, margin)
+    sl = tuple(slice(a, b) for a, b in box)
+    cropped, means, stds = zscore_nonzero(resampled[(slice(None),) + sl])
+    meta = _case_meta(case, image, affine, box, means, stds, label, None, grid)
+    meta['requested_spacing'] = None if spacing is None else list(parse_spacing(spacing))   # the option, for every entry alike
+    return cropped, None if label is None else label[sl], meta
+
 def prepare_case(case:Case,           # the case to preprocess
                  out_dir:str|Path,    # cache folder; the case goes to `out_dir/<case.id>/`
                  margin:int=0,        # voxels kept around the non-zero box
-                 force:bool=False     # rewrite the case even if it is in the cache, complete and up to date
+                 force:bool=False,    # rewrite the case even if it is in the cache, complete and up to date
+                 spacing:tuple|str|None=None  # target voxel size in mm (see `parse_spacing`); None: the case's own grid
                 )->Path:              # the case's cache folder
-    "Crop, normalise and write one case to the cache, atomically (again if its entry is stale or damaged)."
-    out_dir = Path(out_dir); final = out_dir/case.id
-    if (final/'meta.json').exists() and not force and not _why_refresh(final, case): return final
+    "Resample, crop, normalise and write one case to the cache, atomically (again if its entry is stale or damaged)."
+    out_dir, spacing = Path(out_dir), _fixed_spacing(spacing)
+    final = out_dir/case.id
+    if (final/'meta.json').exists() and not force and not _why_refresh(final, case, spacing): return final
     sources = source_record(case)   # before reading: a file replaced while we read it makes the entry stale, not wrong
-    image, label, affine = read_case(case)
-    box = crop_box(image, margin)
-    sl = tuple(slice(a, b) for a, b in box)
-    cropped, means, stds = zscore_nonzero(image[(slice(None),) + sl])
+    cropped, label, meta = prepare_arrays(case, spacing, margin)
     half = cropped.astype(np.float16)
     if not np.isfinite(half).all(): raise ValueError(f"case {case.id}: z-scored intensities overflow float16; expected |values| < 65504")
     writable_dir(out_dir)
@@ -95,9 +205,8 @@ def prepare_case(case:Case,           # the case to preprocess
     try:
         tmp.mkdir()
         np.save(tmp/'image.npy', half)
-        if label is not None: np.save(tmp/'label.npy', label[sl])
-        meta = _case_meta(case, image, affine, box, means, stds, label, sources)
-        (tmp/'meta.json').write_text(json.dumps(meta, indent=1))
+        if label is not None: np.save(tmp/'label.npy', label)
+        (tmp/'meta.json').write_text(json.dumps({**meta, 'source_files': sources}, indent=1))
         if final.exists():   # force: move the old one aside, then swap
             old = out_dir/f'.{case.id}.old-{uuid.uuid4().hex[:8]}'
             os.replace(final, old); os.replace(tmp, final); shutil.rmtree(old, ignore_errors=True)
@@ -105,25 +214,58 @@ def prepare_case(case:Case,           # the case to preprocess
     finally: shutil.rmtree(tmp, ignore_errors=True)
     return final
 
+
 # %% ../nbs/03_preprocess.ipynb #7b9309cf
+def _resampled(meta:dict)->bool:
+    "Whether a cache entry lives on another grid than its source files (entries from before resampling never do)."
+    return list(meta.get('grid_shape') or meta['original_shape']) != list(meta['original_shape'])
+
 def restore_to_original(array:np.ndarray,  # (..., x, y, z) array on the cropped grid
                         meta:dict,         # the case's cache metadata (`meta.json`)
-                        fill:float=0       # value outside the crop box (0 = background)
+                        fill:float=0,      # value outside the crop box (0 = background)
+                        order:int|None=None  # interpolation back to a resampled case's original grid: 0 nearest, 1 linear; None: 0 for integer arrays, 1 for floats
                        )->np.ndarray:      # (..., X, Y, Z) on the original grid
-    "Undo the crop: place a cropped array back into the original volume."
+    "Undo the crop, and the resampling if any: bring a cropped array back onto the case's original voxel grid."
     array = np.asarray(array)
     if list(array.shape[-3:]) != list(meta['shape']):
         raise ValueError(f"array: spatial shape {tuple(array.shape[-3:])} does not match the cropped shape {tuple(meta['shape'])} of case {meta['id']}")
-    out = np.full(array.shape[:-3] + tuple(meta['original_shape']), fill, dtype=array.dtype)
+    grid = tuple(meta.get('grid_shape') or meta['original_shape'])
+    out = np.full(array.shape[:-3] + grid, fill, dtype=array.dtype)
     out[(...,) + tuple(slice(a, b) for a, b in meta['crop_box'])] = array
-    return out
+    if not _resampled(meta): return out
+    if order is None: order = 1 if np.issubdtype(out.dtype, np.floating) else 0
+    return resample_array(out, meta['original_shape'], order)
+
+def _original_nifti(data:np.ndarray, meta:dict)->nib.Nifti1Image:
+    return nib.Nifti1Image(data, np.asarray(meta['affine'], dtype=np.float64))
 
 def restore_nifti(array:np.ndarray,  # (x, y, z) array on the cropped grid (e.g. a label map)
                   meta:dict,         # the case's cache metadata
                   fill:float=0       # value outside the crop box
                  )->nib.Nifti1Image: # the array on the original grid with the original affine
-    "A NIfTI image of a cropped array in the case's original geometry."
-    return nib.Nifti1Image(restore_to_original(array, meta, fill), np.asarray(meta['affine'], dtype=np.float64))
+    "A NIfTI image of a cropped array in the case's original geometry (a resampled integer map: nearest neighbour)."
+    return _original_nifti(restore_to_original(array, meta, fill), meta)
+
+
+# %% ../nbs/03_preprocess.ipynb #878c491f
+def restore_probs(probs:np.ndarray,     # (C, x, y, z) class probabilities (or any scores whose arg-max is the class) on the cropped grid; numpy or a CPU tensor
+                  meta:dict,            # the case's cache metadata (`meta.json`, or `prepare_arrays`' meta)
+                  convention:str|None=None  # label convention to write; None: the case's own (`meta['convention']`)
+                 )->nib.Nifti1Image:    # uint8 label image in the dataset's label values, on the original grid with the original affine
+    "Class probabilities on the cached grid to a label image in the case's original geometry: uncrop, resample (linear), arg-max."
+    lc = get_convention(convention or meta['convention'])
+    if hasattr(probs, 'detach'): probs = probs.detach().float().cpu().numpy()
+    probs = np.asarray(probs)
+    if probs.ndim != 4 or probs.shape[0] != lc.n_classes:
+        raise ValueError(f"probs: shape {probs.shape}; expected ({lc.n_classes}, {', '.join(map(str, meta['shape']))}): one map per class of {lc.name!r}")
+    if not _resampled(meta): return _original_nifti(classes_to_labels(restore_to_original(probs.argmax(0).astype(np.uint8), meta), lc), meta)
+    best = classes = None
+    for k, p in enumerate(probs):
+        full = restore_to_original(p.astype(np.float32), meta, fill=1. if k == 0 else 0., order=1)
+        if best is None: best, classes = full, np.zeros(full.shape, np.uint8)
+        else: classes[full > best] = k; np.maximum(best, full, out=best)
+    return _original_nifti(classes_to_labels(classes, lc), meta)
+
 
 # %% ../nbs/03_preprocess.ipynb #87656c88
 @dataclass(frozen=True)
@@ -234,10 +376,20 @@ def source_changes(meta:dict,           # a cache entry's metadata (`CacheEntry.
         elif new['mtime_ns'] != was['mtime_ns']: out.append(f"{role} {new['path']} was modified after it was cached")
     return '; '.join(out)
 
-def _why_refresh(folder:Path, case:Case)->str:
-    "Why the cache entry in `folder` must be prepared again from `case` ('' when it is complete and up to date)."
+def _mm(spacing)->str: return "its own grid (not resampled)" if spacing is None else ' × '.join(f'{v:g}' for v in spacing) + ' mm'
+
+def _spacing_change(meta:dict, spacing)->str:
+    "How the grid of a cache entry differs from the one the option `spacing` (None or (x, y, z) mm) gives its case ('' if it does not)."
+    orig = meta.get('original_spacing') or meta.get('spacing')   # entries from before resampling: their spacing is the original
+    want, have = (None if orig is None else _effective_target(orig, spacing)), meta.get('target_spacing')
+    if want is None and have is None: return ''
+    if want is not None and have is not None and np.allclose(want, have, rtol=1e-4, atol=0): return ''
+    return f"cached at {_mm(have)}, now asked for {_mm(want)}"
+
+def _why_refresh(folder:Path, case:Case, spacing=None)->str:
+    "Why the cache entry in `folder` must be prepared again from `case` at `spacing` ('' when it is complete and up to date)."
     meta, why = _entry_problem(folder)
-    return why or source_changes(meta, case)
+    return why or source_changes(meta, case) or _spacing_change(meta, spacing)
 
 def _entries(cache)->list:
     return load_cache(cache) if isinstance(cache, (str, Path)) else list(cache)
@@ -278,14 +430,30 @@ def check_cache(cache:str|Path,     # a folder written by `prepare_dataset` / `c
 
 
 # %% ../nbs/03_preprocess.ipynb #43ce2f97
-def _prepare_one(case, out, margin, force):
+def _prepare_one(case, out, margin, force, spacing=None):
     "Worker: prepare one case; returns (id, 'done'|'refreshed'|'skipped'|'bad', why it was refreshed or the error)."
     folder, why = Path(out)/case.id, ''
     if (folder/'meta.json').exists() and not force:
-        why = _why_refresh(folder, case)
+        why = _why_refresh(folder, case, spacing)
         if not why: return case.id, 'skipped', ''
-    try: prepare_case(case, out, margin, force or bool(why)); return case.id, 'refreshed' if why else 'done', why
+    try: prepare_case(case, out, margin, force or bool(why), spacing); return case.id, 'refreshed' if why else 'done', why
     except (ValueError, OSError) as e: return case.id, 'bad', str(e)
+
+def _header_grid(case:Case)->tuple|None:
+    "(spacing, shape) of a case's first image from its NIfTI header (no voxels read); None if it cannot be read."
+    try: img = nib.load(str(next(iter(case.images.values()))))
+    except Exception: return None   # a bad file: preparing the case reports it
+    return voxel_spacing(img.affine), tuple(img.shape[:3])
+
+def dataset_spacing(cases:list,    # `Case` records, as `find_cases` returns them
+                    spacing='auto' # the option: None, 'auto' or (x, y, z) mm, see `parse_spacing`
+                   )->tuple|None:  # the target (x, y, z) mm, or None: every case stays on its own grid
+    "Resolve a spacing option for a dataset: `'auto'` is `auto_spacing` over the cases' NIfTI headers."
+    spacing = parse_spacing(spacing)
+    if spacing != 'auto': return spacing
+    grids = [g for g in map(_header_grid, cases) if g is not None]
+    if not grids: raise ValueError(f"spacing: 'auto' needs readable images; none of the {len(cases)} case(s) has a readable NIfTI header")
+    return auto_spacing([g[0] for g in grids], [g[1] for g in grids])
 
 _LABEL_HINT = {'brats': "a label named <case>_seg.nii.gz (or .nii) in each case folder",
                'brats2023': "a label named <case>-seg.nii.gz in each case folder",
@@ -305,19 +473,23 @@ def prepare_dataset(data:str|Path,      # dataset folder as downloaded (or a .cs
                     skip_bad:bool=False,  # continue past bad cases and list them at the end, instead of failing
                     margin:int=0,       # voxels kept around the non-zero box
                     convention:str|None=None,  # label convention override, see `find_cases`
-                    progress:bool=True  # show a progress bar
-                   )->dict:             # {'done': [ids], 'refreshed': {id: why}, 'skipped': [ids up to date], 'bad': {id: error}, 'unlabelled': [ids]}
-    "Preprocess every case of a dataset into a cache folder; stale or damaged entries are prepared again."
+                    progress:bool=True, # show a progress bar
+                    spacing:tuple|str|None=None  # target voxel size: (x, y, z) mm, 'X,Y,Z', 'auto' (the dataset's median, `auto_spacing`); None: each case's own grid
+                   )->dict:             # {'done': [ids], 'refreshed': {id: why}, 'skipped': [ids up to date], 'bad': {id: error}, 'unlabelled': [ids], 'spacing': target mm or None}
+    "Preprocess every case of a dataset into a cache folder (resampled to `spacing`); stale or damaged entries are prepared again."
+    spacing = parse_spacing(spacing)   # a bad option fails before the dataset is searched
     cases = find_cases(data, layout, convention)
+    spacing = dataset_spacing(cases, spacing)
     unlabelled = missing_labels(cases, data)
     if unlabelled: warnings.warn(_unlabelled_warning(data, cases, unlabelled), CacheWarning, stacklevel=2)
     if workers is None: workers = min(4, os.cpu_count() or 1)
     if workers < 0: raise ValueError(f"workers: {workers}; expected 0 or more")
     writable_dir(out)
-    res = parallel(_prepare_one, cases, out=out, margin=margin, force=force, n_workers=min(workers, len(cases)) if workers else 0,
-                   progress=progress, total=len(cases))
+    res = parallel(_prepare_one, cases, out=out, margin=margin, force=force, spacing=spacing,
+                   n_workers=min(workers, len(cases)) if workers else 0, progress=progress, total=len(cases))
     report = dict(done=[i for i, s, _ in res if s == 'done'], refreshed={i: m for i, s, m in res if s == 'refreshed'},
-                  skipped=[i for i, s, _ in res if s == 'skipped'], bad={i: m for i, s, m in res if s == 'bad'}, unlabelled=unlabelled)
+                  skipped=[i for i, s, _ in res if s == 'skipped'], bad={i: m for i, s, m in res if s == 'bad'}, unlabelled=unlabelled,
+                  spacing=None if spacing is None else list(spacing))
     if report['bad'] and not skip_bad:
         first = next(iter(report['bad'].values()))
         raise ValueError(f"{len(report['bad'])} bad case(s) of {len(cases)}; the first: {first}. "
@@ -340,12 +512,16 @@ def prepare_cli(data:str,              # dataset folder as downloaded (BraTS, MS
                 force:store_true=False,      # rewrite cases already in the cache
                 skip_bad:store_true=False,   # continue past bad cases and list them at the end
                 margin:int=0,          # voxels kept around the non-zero box
-                convention:str=None):  # label convention override (brats, brats2023, msd-task01, msd-task05)
-    "Preprocess a dataset into a cache for training: crop, z-score, float16 memory-mappable arrays."
+                convention:str=None,   # label convention override (brats, brats2023, msd-task01, msd-task05)
+                spacing:str=None):     # resample to this voxel size first: X,Y,Z or X (isotropic) in mm, or auto (the dataset's median, nnU-Net's rule); default: no resampling
+    "Preprocess a dataset into a cache for training: resample (optional), crop, z-score, float16 memory-mappable arrays."
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always', CacheWarning)
-        try: r = prepare_dataset(data, out, layout, workers, force, skip_bad, margin, convention)
+        try: r = prepare_dataset(data, out, layout, workers, force, skip_bad, margin, convention, spacing=spacing)
         finally: _print_warnings(caught, 'cloe-prepare')
+    if spacing is not None:
+        how = f" ('auto': nnU-Net's rule on the dataset's spacings)" if parse_spacing(spacing) == 'auto' else ''
+        print(f"{out}: target spacing {_mm(r['spacing'] and tuple(r['spacing']))}{how}; cases already at it are not resampled")
     print(f"{out}: prepared {len(r['done'])} case(s), refreshed {len(r['refreshed'])} (stale or damaged), "
           f"{len(r['skipped'])} already done, {len(r['bad'])} bad")
     for i, m in list(r['refreshed'].items())[:5]: print(f"  refreshed: {i}: {m}")

@@ -19,6 +19,7 @@ from .datasets import find_cases, load_split, kfold_split, read_id_file
 from .preprocess import is_cache, load_cache, prepare_dataset, check_cache, stale_entries, unlabelled_ids, CacheWarning
 from .phantom import make_phantom_dataset
 from .augment import cloe_dataloaders
+from .evaluate import resolve_split
 from .model import get_config
 from .learner import cloe_learner, resume, plot_curves, resolve_precision, optimizer_func, LR_STEPS
 from .gating import check_score_transform
@@ -32,7 +33,7 @@ __all__ = ['DEMO', 'RUNTIME', 'LEGACY_CONFIG', 'GROWABLE', 'TrainConfig', 'resol
 class TrainConfig:
     "Everything that defines a training run (saved as the run folder's config.json)."
     epochs:int = 500                  # training epochs (paper: 500)
-    iters_per_epoch:int|None = None   # batches per epoch; None: one patch per training case
+    iters_per_epoch:int|None = 150    # batches per epoch (RFNet's train.py: 150); None: one patch per training case
     patch:int = 112                   # cubic training patch side (paper: 112)
     widths:tuple = (16, 32, 64, 128)  # encoder/decoder widths, shallow to deep (RFNet's)
     bs:int = 1                        # batch size (paper: 1)
@@ -106,7 +107,7 @@ def resolve_config(demo:bool=False,          # phantom demo: start from `DEMO` o
     for k in ('epochs', 'patch', 'bs', 'iters_per_epoch'):
         v = getattr(cfg, k)
         if v is not None and v < 1:
-            raise ValueError(f"{k.replace('_', '-')}: expected a positive integer{' (or leave it out: one patch per training case)' if k == 'iters_per_epoch' else ''}, got {v}")
+            raise ValueError(f"{k.replace('_', '-')}: expected a positive integer{' (RFNet: 150)' if k == 'iters_per_epoch' else ''}, got {v}")
     _positive(cfg, ('lr',)); _positive(cfg, ('clip',), optional=True); _positive(cfg, ('wd', 'lam', 'alpha', 'beta', 'fg_ratio'), strict=False)
     if not 0 <= cfg.valid_fraction < 1: raise ValueError(f"valid-fraction: expected a share in [0, 1), got {cfg.valid_fraction}")
     if cfg.lr_step not in LR_STEPS: raise ValueError(f"lr-step: expected one of {LR_STEPS}, got {cfg.lr_step!r}")
@@ -121,13 +122,10 @@ def resolve_config(demo:bool=False,          # phantom demo: start from `DEMO` o
 
 # %% ../nbs/21_train.ipynb #a94d3e46
 def _listed(spec:str, what:str, part:str)->tuple:
-    "Case ids named by a file, 'name:part' or a shipped split name (then `part` of it); and the split itself when named."
-    if Path(spec).expanduser().is_file(): return read_id_file(spec), None
-    name, _, p = spec.partition(':')
-    if '/' in spec or spec.endswith('.txt') or not name: raise ValueError(f"{what}: {spec} is not a file of case ids; expected a file or a shipped split such as brats2020_rfnet:{part}")
-    s = load_split(name)
-    if (p or part) not in s: raise ValueError(f"{what}: split {name!r} has no part {p or part!r}; expected one of {sorted(s)}")
-    return s[p or part], (s if not p else None)
+    "Case ids named by a file, 'name:part' or a shipped split name (then `part` of it); and the split itself when named bare."
+    ids = resolve_split(spec, part, what)   # one syntax for every command (cloe_nb.evaluate.resolve_split)
+    bare = not Path(spec).expanduser().is_file() and ':' not in spec
+    return ids, (load_split(spec) if bare else None)
 
 def held_out(ids:list,           # candidate training case ids
              fraction:float=0.2, # share held out for validation
@@ -159,6 +157,16 @@ def split_ids(split:str|None,      # training cases: None (every labelled case),
     if not train: raise ValueError("split: no training cases left" + (" after the validation cases" if val else ""))
     return list(train), list(val), how.format(n=len(val))
 
+def _legacy_split_ids(split, ids, seed)->tuple:
+    "The cases of a run started before `split.json` existed, chosen as cloe-train chose them then (so a resumed old run keeps them)."
+    if split is None: part = kfold_split(ids, 5, 0, seed) if len(ids) >= 5 else dict(train=ids[:-1], val=ids[-1:])
+    elif not Path(split).exists() and '/' not in split and not split.endswith('.txt'):
+        s = load_split(split); part = dict(train=s['train'], val=s.get('val', []))
+    else:
+        listed = read_id_file(split)
+        part = kfold_split(listed, 5, 0, seed) if len(listed) >= 5 else dict(train=listed, val=[])
+    return list(part['train']), list(part['val'])
+
 
 # %% ../nbs/21_train.ipynb #e3414d42
 def _original_shapes(data:Path, layout:str)->dict:
@@ -173,7 +181,8 @@ def _original_shapes(data:Path, layout:str)->dict:
 
 def check_data(data:str|Path,   # a dataset folder or a cloe-prepare cache
                patch:int,       # training patch side
-               layout:str='auto'  # dataset layout (see find_cases)
+               layout:str='auto', # dataset layout (see find_cases)
+               levels:int=4       # encoder levels (the number of widths): the patch is a multiple of 2**(levels-1)
               )->Path:
     "Check, before any work, that DATA is a dataset or a cache and that the patch fits in at least one case."
     data = Path(data)
@@ -183,8 +192,11 @@ def check_data(data:str|Path,   # a dataset folder or a cloe-prepare cache
     if not shapes: raise ValueError(f"DATA: {data} holds no cases")
     if is_cache(data): check_cache(data)   # a truncated or damaged entry is named now, not mid-epoch (headers and sizes only)
     if all(min(s) < patch for s in shapes.values()):
+        k, side = 2 ** (levels - 1), max(min(s) for s in shapes.values())
+        fit = side // k * k
         raise ValueError(f"patch: {patch} is larger than every case of {data} (largest volume {max(shapes.values(), key=min)}); "
-                         f"expected a patch of at most {max(min(s) for s in shapes.values())}")
+                         f"expected --patch {fit} or less, a multiple of {k} for {levels} widths" if fit else
+                         f"expected a patch of at most {side}: give fewer --widths (a patch must be a multiple of 2**(levels-1))")
     return data
 
 # %% ../nbs/21_train.ipynb #bc583086
@@ -266,6 +278,11 @@ def _run_split(run_dir:Path, cache_dir:Path, cfg:TrainConfig, resumed:bool)->tup
     if resumed and (run_dir/'split.json').is_file():
         s = _read_json(run_dir/'split.json', '--resume'); return s['train'], s['valid'], s['how'] + ' (as when the run started)'
     labelled = [e.id for e in load_cache(cache_dir) if e.meta['has_label']]
+    if resumed:   # a run started before split.json: its cases as they were chosen then
+        train_ids, valid_ids = _legacy_split_ids(cfg.split, labelled, cfg.seed)
+        how = f"validation: {len(valid_ids)} case(s), chosen as when the run started (before split.json)"
+        _write_json(run_dir/'split.json', dict(train=train_ids, valid=valid_ids, how=how))
+        return train_ids, valid_ids, how
     try: train_ids, valid_ids, how = split_ids(cfg.split, labelled, cfg.seed, cfg.valid, cfg.valid_fraction)
     except ValueError as e:
         nolab = unlabelled_ids(cache_dir)
@@ -290,7 +307,7 @@ def train(data:str|Path|None=None,  # dataset folder or cloe-prepare cache; None
     saved = _saved_run(run_dir, resume_run)
     if saved is not None: data = data if data is not None else saved.get('data')
     cfg = resolve_config(demo=data is None, saved={k: v for k, v in saved.items() if k != 'data'} if saved else None, **options)
-    if data is not None: check_data(data, cfg.patch, layout)
+    if data is not None: check_data(data, cfg.patch, layout, len(cfg.widths))
     writable_dir(run_dir)
     with run_lock(run_dir) if not rank_distrib() else contextlib.nullcontext():
         saved = _saved_run(run_dir, resume_run)   # again, now that the folder is ours
@@ -298,7 +315,7 @@ def train(data:str|Path|None=None,  # dataset folder or cloe-prepare cache; None
             _write_json(run_dir/'config.json', dict(asdict(cfg), data=None if data is None else str(Path(data).resolve())))
         set_seed(cfg.seed, reproducible=True)
         cache_dir = prepare_training_data(data, run_dir, cfg, layout, cache, progress, skip_bad)
-        if data is None: check_data(cache_dir, cfg.patch)
+        if data is None: check_data(cache_dir, cfg.patch, levels=len(cfg.widths))
         train_ids, valid_ids, how = _run_split(run_dir, cache_dir, cfg, saved is not None)
         check_cache(cache_dir, train_ids + valid_ids)   # a truncated or damaged entry fails now, naming its file, not mid-epoch
         if not rank_distrib(): print(how)
@@ -362,7 +379,7 @@ def _interrupted(data, out)->str:
 def train_cli(data:str=None,               # dataset folder or cloe-prepare cache; omit for the CPU phantom demo
               out:str='runs/demo',         # run folder (config.json, split.json, log.csv, curves.png, last.pth, best.pth)
               epochs:int=None,             # training epochs (paper 500; demo 12); may grow on --resume
-              iters_per_epoch:int=None,    # batches per epoch (default: one patch per training case; demo 24)
+              iters_per_epoch:int=None,    # batches per epoch (default 150, as RFNet; demo 24)
               patch:int=None,              # training patch side (paper 112; demo 48)
               widths:str=None,             # encoder widths, e.g. 16,32,64,128 (paper; demo 8,16,32,64)
               bs:int=None,                 # batch size (paper 1; demo 2)
