@@ -7,6 +7,7 @@ Docs: https://cloe-nb.github.io/cloe_nb/augment.html.md"""
 # %% ../nbs/04_augment.ipynb #c46abc7c
 from __future__ import annotations
 import math, os, random, threading
+from copy import copy
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,14 +18,18 @@ from torch.utils.data import Dataset
 from monai.transforms import (Compose, RandSpatialCropd, RandCropByPosNegLabeld, SpatialPadd, SpatialCropd,
                               RandFlipd, RandScaleIntensityd, RandShiftIntensityd)
 from monai.data import get_track_meta, set_track_meta
-from fastai.data.core import DataLoaders
-from fastai.data.load import DataLoader
+from fastai.data.core import DataLoaders, TfmdDL
+from fastai.torch_core import TensorBase
+from fastai.imports import dispatch
+from fasttransform import ItemTransform
+from .core import BRATS_MODALITIES, PROSTATE_MODALITIES, get_convention, modality_name
 from .preprocess import CacheEntry, load_cache
 from .datasets import kfold_split
 
 # %% auto #0
-__all__ = ['CORRUPTIONS', 'train_transforms', 'to_train_types', 'center_crop_box', 'PatchDataset', 'corrupt_modality',
-           'ThreadedDataLoader', 'cloe_dataloaders']
+__all__ = ['to_train_types', 'CORRUPTIONS', 'train_transforms', 'TensorVolumes', 'TensorLabelMap', 'TrainTypes',
+           'center_crop_box', 'PatchDataset', 'corrupt_modality', 'ThreadedDataLoader', 'cloe_dataloaders',
+           'show_batch', 'show_results']
 
 # %% ../nbs/04_augment.ipynb #2ee2b6b6
 def train_transforms(patch:int|tuple=112,  # patch size (one int for a cube)
@@ -60,10 +65,26 @@ def _as_batch_item(d):
     lab = lab.as_tensor() if hasattr(lab, 'as_tensor') else torch.as_tensor(lab)
     return img.contiguous(), lab.contiguous()
 
-def to_train_types(b:tuple  # a batch (image, label) as stored: float16, uint8
-                  )->tuple: # (image float32, label int64)
-    "Cast a batch to the types training uses (fastai runs this after moving the batch to its device)."
-    return b[0].float(), b[1].long()
+# %% ../nbs/04_augment.ipynb #742684b4
+class TensorVolumes(TensorBase):
+    "Co-registered modality volumes, (B, M, D, H, W) or one case (M, D, H, W); `modalities` tags the channels."
+
+class TensorLabelMap(TensorBase):
+    "Class-index maps, (B, 1, D, H, W) or one case (1, D, H, W); `convention` names the classes."
+
+class TrainTypes(ItemTransform):
+    "Batch → (float32 `TensorVolumes`, int64 `TensorLabelMap`), or `(TensorVolumes,)` for images without label."
+    def __init__(self, modalities:tuple|None=None,  # modality tags of the channels, kept on the batch for `show_batch`
+                 convention:str|None=None):         # label convention, kept on the labels (class names)
+        super().__init__()
+        self.modalities, self.convention = None if modalities is None else tuple(modalities), convention
+    def encodes(self, b):
+        img, lab = (b[0], b[1] if len(b) > 1 else None) if isinstance(b, (tuple, list)) else (b, None)
+        x = TensorVolumes(img.float(), modalities=self.modalities)
+        return (x,) if lab is None else (x, TensorLabelMap(lab.long(), convention=self.convention))
+
+to_train_types = TrainTypes()   # without tags: `show_batch` assumes BraTS for 4 channels
+
 
 # %% ../nbs/04_augment.ipynb #b0b216e6
 def center_crop_box(shape:tuple,   # spatial shape of the volume
@@ -103,6 +124,11 @@ class PatchDataset(Dataset):
 
     def __len__(self): return self.length if self.train else len(self.entries)
     def __getitem__(self, i): return self.get(i)
+    def new_empty(self)->PatchDataset:
+        "The same dataset without cases (what `learn.export` keeps): patch size and settings, no data."
+        res = copy(self)
+        res.entries, res.length, res._tfms, res._indices = [], 0, {}, {}
+        return res
 
     def get(self, i:int, epoch:int=0)->tuple:
         "Item `i` of epoch `epoch`: (image float16 (M, *patch), label uint8 (1, *patch))."
@@ -178,14 +204,18 @@ def _bounded_map(f, items, n_threads, ahead):
         while q: yield q.popleft().result()
     finally: ex.shutdown(wait=True, cancel_futures=True)
 
-class ThreadedDataLoader(DataLoader):
-    "A fastai `DataLoader` that makes items with a pool of threads; epoch-aware for `PatchDataset`."
+class ThreadedDataLoader(TfmdDL):
+    "A fastai `TfmdDL` that makes items with a pool of threads; epoch-aware for `PatchDataset`."
     def __init__(self, dataset=None,  # a `PatchDataset` (or any indexed dataset)
                  threads:int=2,       # loader threads; 0 = make items in the calling thread
-                 **kwargs):           # passed to fastai's `DataLoader` (bs, shuffle, after_batch, ...)
+                 **kwargs):           # passed to fastai's `TfmdDL` (bs, shuffle, after_batch, ...)
         kwargs['num_workers'] = 0
         super().__init__(dataset, **kwargs)
         self.threads, self.epoch = threads, 0
+
+    def new(self, dataset=None, cls=None, **kwargs):
+        "A copy with some arguments changed (fastai's `test_dl`, `get_preds` and `export` use it), with the same threads."
+        return super().new(dataset, cls, **{'threads': self.threads, **kwargs})
 
     def create_batches(self, samps):
         epoch, self.epoch = self.epoch, self.epoch + 1
@@ -227,12 +257,94 @@ def cloe_dataloaders(cache:str|Path|list,       # a cache folder (see `cloe-prep
     n = (iters_per_epoch or -(-len(train) // bs)) * bs
     if num_workers is None: num_workers = min(os.cpu_count() or 1, 4)
     if num_workers < 0: raise ValueError(f"num_workers: {num_workers}; expected 0 or more loader threads")
-    pin = torch.cuda.is_available()
+    pin, types = torch.cuda.is_available(), TrainTypes(train[0].meta['modalities'], train[0].meta['convention'])
     tdl = ThreadedDataLoader(PatchDataset(train, patch, True, n, fg_ratio, seed, **tfm_kwargs), threads=num_workers, bs=bs,
-                             shuffle=True, pin_memory=pin, after_batch=to_train_types)
+                             shuffle=True, pin_memory=pin, after_batch=types)
     tdl.rng = random.Random(seed)
     vdl = ThreadedDataLoader(PatchDataset(valid, patch, False) if valid else [], threads=min(num_workers, 2), bs=bs,
-                             shuffle=False, pin_memory=pin, after_batch=to_train_types)
+                             shuffle=False, pin_memory=pin, after_batch=types)
     dls = DataLoaders(tdl, vdl, path=Path(train[0].path).parent, device=device)
     dls.n_inp, dls.modalities, dls.convention = 1, tuple(train[0].meta['modalities']), train[0].meta['convention']
     return dls
+
+# %% ../nbs/04_augment.ipynb #c6ed7d74
+def _axial(v, index=None):
+    "Axial slice (last axis) of (..., D, H, W) as rows x columns; `index` None: the middle one."
+    v = np.asarray(v.float() if hasattr(v, 'float') else v)
+    return v[..., v.shape[-1] // 2 if index is None else index].swapaxes(-1, -2)
+
+def _class_colours(n_classes):
+    from matplotlib import colormaps
+    from matplotlib.colors import ListedColormap
+    return ListedColormap([(0., 0., 0., 1.)] + [colormaps['tab10'](i) for i in range(n_classes - 1)])
+
+def _draw_label(ax, lab, cmap, image=None, title=None):
+    "A class map alone (background black) or over an image (background transparent)."
+    if image is not None: ax.imshow(image, cmap='gray')
+    masked = np.ma.masked_equal(lab, 0) if image is not None else lab
+    ax.imshow(masked, cmap=cmap, vmin=0, vmax=cmap.N - 1, interpolation='nearest', alpha=0.6 if image is not None else 1.)
+    ax.set_title(title or '', fontsize=8); ax.axis('off')
+
+def _legend(fig, names, cmap):
+    from matplotlib.patches import Patch
+    fig.legend(handles=[Patch(color=cmap(c), label=n) for c, n in enumerate(names) if c], loc='lower center',
+               ncol=len(names) - 1, fontsize=7, frameon=False)
+
+def _axes(ctxs, rows, cols, figsize):
+    "The given axes, or a new figure's `rows` x `cols` grid (one extra row of space for the legend)."
+    if ctxs is not None: return list(ctxs)
+    import matplotlib.pyplot as plt
+    _, axs = plt.subplots(rows, cols, figsize=figsize or (1.7 * cols, 1.7 * rows + 0.4), squeeze=False)
+    return list(axs.flatten())
+
+def _tags(x, M):
+    tags = getattr(x, 'modalities', None)
+    return tuple(tags) if tags else BRATS_MODALITIES if M == 4 else PROSTATE_MODALITIES if M == 2 else tuple(f'm{i}' for i in range(M))
+
+
+# %% ../nbs/04_augment.ipynb #65d178e0
+@dispatch
+def show_batch(x:TensorVolumes,    # (B, M, D, H, W) images of the batch
+               y:TensorLabelMap,   # (B, 1, D, H, W) their labels
+               samples,            # fastai's (image, label) per sample
+               *, ctxs=None,       # M + 1 axes per sample; None: a new figure
+               max_n:int=4,        # samples (rows) to show
+               index:int|None=None,  # axial slice; None: the middle one
+               figsize=None,       # figure size; None: 1.7 inches per panel
+               **kwargs)->list:    # the axes drawn on
+    "Each sample's modalities (middle axial slice) and its label map, with a legend of the classes."
+    n, tags = min(len(samples), max_n), _tags(x, x.shape[1])
+    lc = get_convention(getattr(y, 'convention', None) or 'brats')
+    axs, cmap = _axes(ctxs, n, len(tags) + 1, figsize), _class_colours(lc.n_classes)
+    for r, (img, lab) in enumerate(list(samples)[:n]):
+        row = axs[r * (len(tags) + 1):(r + 1) * (len(tags) + 1)]
+        for ax, m, tag in zip(row, _axial(img, index), tags):
+            ax.imshow(m, cmap='gray'); ax.set_title(modality_name(tag), fontsize=8); ax.axis('off')
+        _draw_label(row[-1], _axial(lab[0], index), cmap, title='label')
+    _legend(axs[0].figure, lc.class_names, cmap)
+    return axs
+
+@dispatch
+def show_results(x:TensorVolumes,   # (B, M, D, H, W) images of the batch
+                 y:TensorLabelMap,  # (B, 1, D, H, W) their labels
+                 samples,           # fastai's (image, label) per sample
+                 outs,              # fastai's (predicted label map,) per sample
+                 *, ctxs=None,      # 3 axes per sample; None: a new figure
+                 max_n:int=4,       # samples (rows) to show
+                 index:int|None=None,  # axial slice; None: the middle one
+                 modality:int=0,    # the channel drawn under the maps
+                 figsize=None,      # figure size; None: 1.7 inches per panel
+                 **kwargs)->list:   # the axes drawn on
+    "Per sample: one modality, the true label map and the predicted one over it (middle axial slice)."
+    n, tags = min(len(samples), max_n), _tags(x, x.shape[1])
+    lc = get_convention(getattr(y, 'convention', None) or 'brats')
+    axs, cmap = _axes(ctxs, n, 3, figsize), _class_colours(lc.n_classes)
+    for r, ((img, lab), out) in enumerate(list(zip(samples, outs))[:n]):
+        a0, a1, a2 = axs[3 * r:3 * r + 3]
+        base = _axial(img[modality], index)
+        a0.imshow(base, cmap='gray'); a0.set_title(modality_name(tags[modality]), fontsize=8); a0.axis('off')
+        _draw_label(a1, _axial(lab[0], index), cmap, base, 'truth')
+        _draw_label(a2, _axial(out[0][0], index), cmap, base, 'prediction')
+    _legend(axs[0].figure, lc.class_names, cmap)
+    return axs
+

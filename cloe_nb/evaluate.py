@@ -12,17 +12,16 @@ import numpy as np
 import pandas as pd
 import nibabel as nib
 from fastcore.script import call_parse, store_true
-from .core import atomic_write, cli_errors, with_hint, writable_dir, get_convention, parse_subset, subset_name, all_subsets, region_masks
-from .augment import corrupt_modality, CORRUPTIONS
+from .core import atomic_write, cli_errors, with_hint, writable_dir, get_convention, parse_subset, subset_name, all_subsets, region_masks, labels_to_classes
 import torch
 from .datasets import find_cases, load_split, read_id_file
-from .preprocess import CacheEntry, is_cache, load_cache, prepare_case
+from .preprocess import CacheEntry, is_cache, load_cache, prepare_case, restore_probs
 from .metrics import (check_hd95, dice_scores, score_case, score_volumes, subset_table, compare_with_published, write_table, write_atomic,
                              table_to_markdown)
 
 # %% auto #0
-__all__ = ['find_predictions', 'score_predictions', 'score_cli', 'resolve_split', 'eval_cases', 'load_model', 'evaluate_run',
-           'corruption_case', 'corruption_summary', 'corruption_plot', 'evaluate_cli']
+__all__ = ['SCORED_ON', 'find_predictions', 'score_predictions', 'score_cli', 'resolve_split', 'eval_cases', 'load_model',
+           'original_truth', 'evaluate_run', 'corruption_case', 'corruption_summary', 'corruption_plot', 'evaluate_cli']
 
 # %% ../nbs/32_evaluate.ipynb #4ea3aa3e
 _PRED_SUFFIXES = ('_pred.nii.gz', '_pred.nii', '_seg.nii.gz', '_seg.nii')   # cloe-predict's name first, then other tools' BraTS name
@@ -157,7 +156,8 @@ def _labelled(entries:list, data)->list:
 def eval_cases(data:str|Path,        # dataset folder (or .csv) as downloaded, or a `cloe-prepare` cache
                ids:list|None=None,   # case ids to keep, in any order (None: every case)
                layout:str='auto',    # dataset layout when `data` is not a cache
-               workdir:str|Path|None=None  # where a dataset folder's cases are prepared (None: a temporary folder)
+               workdir:str|Path|None=None,  # where a dataset folder's cases are prepared (None: a temporary folder)
+               spacing=None          # a dataset folder's cases are resampled to this voxel size (the run's `grid_spacing`); None: own grid
               ):                     # yields one `CacheEntry` per case, sorted by id
     "Yield the preprocessed cases to evaluate, from a cache or prepared one by one from a dataset folder."
     data = Path(data).expanduser()
@@ -176,7 +176,7 @@ def eval_cases(data:str|Path,        # dataset folder (or .csv) as downloaded, o
         raise type(e)(f"workdir {workdir or tempfile.gettempdir()}: cannot hold the temporary folder of the prepared cases ({e.strerror or e}); expected a writable folder") from e
     try:
         for c in cases:
-            folder = prepare_case(c, work)
+            folder = prepare_case(c, work, spacing=spacing)
             yield CacheEntry(folder, json.loads((folder/'meta.json').read_text()))
             shutil.rmtree(folder, ignore_errors=True)
     finally: shutil.rmtree(work, ignore_errors=True)
@@ -201,6 +201,18 @@ def load_model(run_or_checkpoint:str|Path,  # run folder or checkpoint file
     return model, info
 
 # %% ../nbs/32_evaluate.ipynb #6bd85d02
+SCORED_ON = dict(native='the cropped grid, at the original voxel size (the same voxels as the original grid)',
+                 original='the original grid and voxel size (resampled predictions brought back, as the challenge would score them)',
+                 resampled='the resampled grid of the cache (the original label files were not found)')
+
+def original_truth(meta:dict  # a cache entry's metadata
+                  )->np.ndarray|None:  # class indices on the case's original grid, or None (not resampled, or no label file)
+    "The label of a resampled case on its original grid, read from the file it was prepared from, so that scores are the scanner's."
+    src = meta.get('label_source')
+    if meta.get('target_spacing') is None or not src or not Path(src).is_file(): return None
+    lab, _ = _read_labels(Path(src), f"case {meta['id']}: label")
+    return labels_to_classes(lab, meta['convention'], f"case {meta['id']}: label {src}")
+
 def _subset_masks(subsets, modalities)->list:
     "Availability masks of `subsets`: 'all', or names like 'T2' / 'FLAIR+T1c' separated by spaces or ';'."
     if isinstance(subsets, str):
@@ -243,6 +255,7 @@ def evaluate_run(run_or_checkpoint:str|Path,  # run folder (its last.pth unless 
                 )->dict:                      # {'per_case', 'dice', 'hd95', 'published'} DataFrames and 'files'
     "Evaluate a trained model on every case and modality subset; write per-case scores, the paper's tables and a heatmap."
     from cloe_nb.inference import check_blend
+    from cloe_nb.augment import CORRUPTIONS
     check_blend(blend); hd95_definition = check_hd95(hd95)   # `hd95` is the table's name below
     out = writable_dir(out, 'out')   # a file, a read-only or unwritable place: one line naming --out, before any work
     ids = resolve_split(split)
@@ -253,7 +266,10 @@ def evaluate_run(run_or_checkpoint:str|Path,  # run folder (its last.pth unless 
     if bad: raise ValueError(f"corrupt: unknown corruption(s) {bad}; expected a comma-separated subset of {', '.join(CORRUPTIONS)}")
     model = info = masks = modalities = convention = window = None
     rows, crows, t0 = [], [], time.time()
-    with contextlib.closing(eval_cases(data, ids, layout, workdir=out)) as cases:   # its temporary folder goes, whatever happens
+    from cloe_nb.inference import run_config
+    grid = run_config(run_or_checkpoint).get('grid_spacing')   # a dataset folder is prepared on the grid the model was trained on
+    scored = set()
+    with contextlib.closing(eval_cases(data, ids, layout, workdir=out, spacing=grid)) as cases:   # its temporary folder goes, whatever happens
         for n, entry in enumerate(cases):
             meta = entry.meta
             if model is None:
@@ -265,9 +281,13 @@ def evaluate_run(run_or_checkpoint:str|Path,  # run folder (its last.pth unless 
                 raise ValueError(f"case {entry.id}: modalities {meta['modalities']} / {meta['convention']!r} differ from the first case's {list(modalities)} / {convention!r}")
             truth = np.asarray(entry.label)
             probs = predict_subsets(model, entry.image, masks, window, overlap, blend, modalities=modalities)['probs']
+            orig = original_truth(meta)
+            scored.add('original' if orig is not None else 'resampled' if meta.get('target_spacing') else 'native')
             for mask, p in zip(masks, probs):
-                name, pred = subset_name(mask, modalities), segmentation(p)
-                rows.append(dict(case=entry.id, subset=name) | score_case(pred, truth, convention, meta['spacing'], et_threshold,
+                name = subset_name(mask, modalities)
+                if orig is None: pred, tr, sp = segmentation(p), truth, meta['spacing']
+                else: pred, tr, sp = labels_to_classes(np.asarray(restore_probs(p, meta).dataobj), convention), orig, meta['original_spacing']
+                rows.append(dict(case=entry.id, subset=name) | score_case(pred, tr, convention, sp, et_threshold,
                                                                            f"case {entry.id}, subset {name}", hd95_definition))
             per_case = pd.DataFrame(rows)
             write_table(per_case, out/'per_case.csv')
@@ -293,7 +313,7 @@ def evaluate_run(run_or_checkpoint:str|Path,  # run folder (its last.pth unless 
                    data=str(data), split=None if split is None else str(split), n_cases=int(per_case.case.nunique()),
                    modalities=list(modalities), convention=convention, subsets=[subset_name(m, modalities) for m in masks],
                    roi=window, overlap=overlap, et_threshold=et_threshold, device=str(next(model.parameters()).device),
-                   seconds=round(time.time() - t0, 1), scored_on='cropped grid with the original voxel size (same as the original grid)')
+                   seconds=round(time.time() - t0, 1), scored_on='; '.join(SCORED_ON[g] for g in sorted(scored)))
     files.append(write_atomic(out/'summary.json', json.dumps(summary, indent=1)))
     return dict(per_case=per_case, dice=dice, hd95=hd95, published=published, corruption=corruption, files=files)
 
@@ -303,13 +323,15 @@ def corruption_case(model,                      # CLoE model in eval mode
                     truth:np.ndarray,           # (*S) class indices
                     modalities:tuple,           # modality tags in tensor order
                     convention:str='brats',     # label convention (regions)
-                    kinds:tuple=CORRUPTIONS,    # corruptions to apply, one modality at a time
+                    kinds:tuple|None=None,      # corruptions to apply, one modality at a time; None: all of `cloe_nb.augment.CORRUPTIONS`
                     roi:int|tuple=112,          # sliding-window size
                     overlap:float=0.5,          # sliding-window overlap
                     seed:int=0                  # seed of the corruptions
                    )->list:                     # rows: corruption, modality, subset, n_avail, w_<tag>, <R>_gate, <R>_uniform
     "Dice of the model's fusion and of uniform fusion, and the fusion weights, with one modality corrupted at a time."
     from cloe_nb.inference import predict_subsets, segmentation
+    from cloe_nb.augment import corrupt_modality, CORRUPTIONS   # here, not at the top: cloe-score needs neither nor fastai
+    kinds = CORRUPTIONS if kinds is None else kinds
     lc, img = get_convention(convention), torch.as_tensor(np.asarray(image, dtype=np.float32))   # a private copy
     brain, tm = (img != 0).any(0), region_masks(np.asarray(truth), lc)
     rows = []

@@ -19,14 +19,14 @@ from .core import (atomic_write, writable_dir, BRATS_MODALITIES, PROSTATE_MODALI
                           get_convention, classes_to_labels, region_masks, cli_errors, with_hint)
 from .consistency import expert_scores
 from .datasets import Case, find_cases, read_case
-from .preprocess import crop_box, zscore_nonzero, restore_nifti, _case_meta
+from .preprocess import prepare_arrays, restore_nifti, restore_probs
 from .learner import load_checkpoint, model_from_checkpoint, save_checkpoint, model_config
 
 # %% auto #0
 __all__ = ['BLENDS', 'CHECKPOINTS', 'PRED_SUFFIX', 'parse_roi', 'window_geometry', 'check_blend', 'predict_volume',
            'predict_subsets', 'segmentation', 'to_original', 'save_nifti', 'save_json', 'reliability_report',
-           'preprocess_case', 'predict_case', 'run_checkpoint', 'load_run', 'cases_from_inputs', 'output_files',
-           'predict_cli']
+           'preprocess_case', 'predict_case', 'run_config', 'run_checkpoint', 'load_run', 'cases_from_inputs',
+           'output_files', 'predict_cli']
 
 # %% ../nbs/30_inference.ipynb #533502e3
 def parse_roi(roi:str|int|tuple|None  # '112', '128,128,96' (or 128x128x96), an int or three, or None
@@ -265,20 +265,19 @@ def reliability_report(model:torch.nn.Module,  # the model that made the predict
 
 # %% ../nbs/30_inference.ipynb #6f68af8c
 def preprocess_case(case:Case,          # a case whose `modalities` are the ones present on disk
-                    modalities:tuple    # the model's modality tags in tensor order
+                    modalities:tuple,   # the model's modality tags in tensor order
+                    spacing=None        # the voxel size the model was trained at (the run's `grid_spacing`); None: the case's own grid
                    )->tuple:            # (image (M, *S) float32, avail (M,) bool, meta dict as in the cache)
-    "Read, crop and z-score one case in memory as the cache does; missing modalities are zero and unavailable."
+    "Read, resample, crop and z-score one case in memory exactly as the cache does (`prepare_arrays`); missing modalities are zero and unavailable."
     extra = [m for m in case.modalities if m not in modalities]
     if extra: raise ValueError(f"case {case.id}: modalities {extra} are not among the model's {list(modalities)}; expected a checkpoint trained on them")
-    image, _, affine = read_case(Case(**{**case.__dict__, 'label': None}))
-    box = crop_box(image)
-    cropped, means, stds = zscore_nonzero(image[(slice(None),) + tuple(slice(a, b) for a, b in box)])
+    cropped, _, meta = prepare_arrays(Case(**{**case.__dict__, 'label': None}), spacing)
     cropped = cropped.astype(np.float16).astype(np.float32)                  # the cache stores float16
     full = np.zeros((len(modalities), *cropped.shape[1:]), np.float32)
     idx = [modalities.index(m) for m in case.modalities]
     full[idx] = cropped
-    meta = _case_meta(case, image, affine, box, means, stds, None)
     return full, np.isin(np.arange(len(modalities)), idx), meta
+
 
 # %% ../nbs/30_inference.ipynb #6c1d3fbf
 def predict_case(model:torch.nn.Module,  # the model
@@ -287,14 +286,15 @@ def predict_case(model:torch.nn.Module,  # the model
                  roi:int|tuple=112,      # window size
                  overlap:float=0.5,      # window overlap
                  device:str|None=None,   # where to compute
-                 blend:str='constant'    # overlapping windows: 'constant' (uniform mean, RFNet) or 'gaussian'
+                 blend:str='constant',   # overlapping windows: 'constant' (uniform mean, RFNet) or 'gaussian'
+                 spacing=None            # the voxel size the model was trained at (the run's `grid_spacing`); None: the case's own grid
                 )->dict:                 # seg (Nifti1Image), report (dict), meta (dict), pred (predict_volume's dict)
     "Predict one case from its files: segmentation in the original geometry and label values, plus its reliability report."
     lc = get_convention(case.convention)
     if lc.n_classes != model.n_classes: raise ValueError(f"case {case.id}: its label convention {lc.name!r} has {lc.n_classes} classes, the checkpoint predicts {model.n_classes}")
-    image, avail, meta = preprocess_case(case, modalities)
+    image, avail, meta = preprocess_case(case, modalities, spacing)
     pred = predict_volume(model, image, avail, roi, overlap, blend, device=device)
-    seg = to_original(segmentation(pred['probs']), meta, lc)
+    seg = restore_probs(pred['probs'], meta, lc)   # probabilities back to the scanner's grid (resampled if needed), then arg-max
     return dict(seg=seg, report=reliability_report(model, pred, meta['spacing'], modalities, lc, case.id), meta=meta, pred=pred)
 
 # %% ../nbs/30_inference.ipynb #7f11ccbe
@@ -303,6 +303,15 @@ _SUFFIX_RE = re.compile(r'^(?P<case>.+?)[_-](?P<tag>' + '|'.join(sorted(_SUFFIX_
 _NII_RE = re.compile(r'\.nii(\.gz)?$', re.I)
 
 CHECKPOINTS = ('last', 'best')
+
+def run_config(run_or_checkpoint:str|Path  # a run folder, or a checkpoint file (its folder's config.json is read)
+              )->dict:                     # the run's config.json, or {} when there is none
+    "A run's recorded configuration: options, data, and the grid its cases were resampled to (`grid_spacing`)."
+    p = Path(run_or_checkpoint).expanduser()
+    f = (p if p.is_dir() else p.parent)/'config.json'
+    if not f.is_file(): return {}
+    try: return json.loads(f.read_text())
+    except ValueError as e: raise ValueError(f"run {f.parent}: config.json is not valid JSON ({e})") from e
 
 def run_checkpoint(run_or_checkpoint:str|Path,  # a run folder or a .pth file
                    checkpoint:str='last'         # in a run folder: 'last' (the last epoch, as RFNet and the paper report), 'best', or a .pth path
@@ -331,10 +340,7 @@ def load_run(run_or_checkpoint:str|Path,  # a run folder or a .pth checkpoint
     run = p if p.is_dir() else p.parent
     p = run_checkpoint(p, checkpoint)
     ckpt = load_checkpoint(p)
-    cfg = {}
-    if (run/'config.json').is_file():
-        try: cfg = json.loads((run/'config.json').read_text())
-        except ValueError as e: raise ValueError(f"run {run}: config.json is not valid JSON ({e})") from e
+    cfg = run_config(run)
     pick = lambda k: ckpt.get(k, cfg.get(k))
     M = int(ckpt['model_config'].get('n_modalities', 4))
     mods = pick('modalities') or {4: BRATS_MODALITIES, 2: PROSTATE_MODALITIES}.get(M)
@@ -343,7 +349,8 @@ def load_run(run_or_checkpoint:str|Path,  # a run folder or a .pth checkpoint
     model = model_from_checkpoint(ckpt, expect=dict(n_modalities=len(mods)))
     dev = torch.device(device) if device else torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     roi = pick('patch') or 112
-    return model.to(dev).eval(), dict(checkpoint=str(p), epoch=ckpt.get('epoch'), modalities=mods, roi=roi, convention=pick('convention'))
+    return model.to(dev).eval(), dict(checkpoint=str(p), epoch=ckpt.get('epoch'), modalities=mods, roi=roi, convention=pick('convention'),
+                                      spacing=pick('grid_spacing'))
 
 def _tag(name:str)->str:
     m = _SUFFIX_TAGS.get(name.strip().lower()) or {modality_name(t).lower(): t for t in set(_SUFFIX_TAGS.values())}.get(name.strip().lower())
@@ -454,7 +461,7 @@ def predict_cli(run:str,                # run folder (its last.pth unless --chec
     written = []
     for c in (c for c in cases if c.id not in bad):
         try:
-            res = predict_case(model, c, info['modalities'], window or info['roi'], overlap, device, blend)
+            res = predict_case(model, c, info['modalities'], window or info['roi'], overlap, device, blend, info['spacing'])
             seg = save_nifti(res['seg'], files[c.id][0])
             rel = save_json(dict(res['report'], checkpoint=info['checkpoint'], epoch=info['epoch'], blend=blend), files[c.id][1])
         except _CASE_ERRORS as e:

@@ -23,14 +23,18 @@ from .model import build_model, get_config
 from .blocks import set_checkpointing
 from .losses import CLoELoss
 from .metrics import region_dice
-from .augment import corrupt_modality, CORRUPTIONS
+from .augment import corrupt_modality, CORRUPTIONS, TensorLabelMap
+from .core import parse_subset, subset_name
+from contextlib import contextmanager
+from fastai.callback.core import GatherPredsCallback
+import fastai.callback.hook   # adds `Learner.summary`
 
 # %% auto #0
 __all__ = ['LEGACY_MODEL', 'OPTIMIZERS', 'LR_STEPS', 'sample_subsets', 'mask_inputs', 'ModalitySubsets', 'RegionDice',
-           'region_metrics', 'rng_state', 'set_rng_state', 'atomic_torch_save', 'save_checkpoint', 'load_checkpoint',
-           'model_from_checkpoint', 'model_config', 'complete_config', 'train_state', 'RunFolder', 'StopOnNaN',
-           'plot_curves', 'resolve_precision', 'optimizer_func', 'cloe_learner', 'poly_schedule', 'PolyLR', 'resume',
-           'RunEpochs']
+           'region_metrics', 'FusedLogits', 'rng_state', 'set_rng_state', 'atomic_torch_save', 'save_checkpoint',
+           'load_checkpoint', 'model_from_checkpoint', 'model_config', 'complete_config', 'train_state', 'RunFolder',
+           'StopOnNaN', 'plot_curves', 'resolve_precision', 'optimizer_func', 'cloe_learner', 'poly_schedule', 'PolyLR',
+           'resume', 'RunEpochs']
 
 # %% ../nbs/20_learner.ipynb #ff98fbe4
 def sample_subsets(n:int,                 # number of samples
@@ -59,7 +63,7 @@ def mask_inputs(x:Tensor,      # (B, M, *spatial) images
 
 class ModalitySubsets(Callback):
     "Draw a modality subset per training sample and zero the missing inputs; validate on the full set and a rotating subset."
-    order = -5  # before mixed precision and the model
+    order = 1   # after fastai's GatherPredsCallback (0), which keeps the inputs as given; before CastToTensor (9), mixed precision and the model
     def __init__(self,
                  modalities:tuple=BRATS_MODALITIES,  # modality tags in tensor order
                  p_full:float|None=None,  # probability of the full set in training; None: uniform over subsets
@@ -72,17 +76,25 @@ class ModalitySubsets(Callback):
         store_attr()
         self.n_modalities = len(modalities)
         self.subsets = torch.tensor(all_subsets(modalities))
+        self.valid_avail = None   # (M,) bool: the subset validation and prediction use; None: the full set (see `Learner.modality_subset`)
     @property
     def valid_subset(self)->Tensor: return self.subsets[(getattr(self.learn, 'epochs_done', 0) + self.epoch) % len(self.subsets)]
 
     def before_batch(self):
         x = self.xb[0]
         if x.shape[1] != self.n_modalities: raise ValueError(f"images: {x.shape[1]} modality channels, expected {self.n_modalities}")
+        x = x.as_subclass(Tensor)   # a plain tensor (fastai's typed batches are for showing)
+        full = torch.ones(self.n_modalities, dtype=torch.bool) if self.valid_avail is None else self.valid_avail
         avail = (sample_subsets(len(x), self.n_modalities, self.p_full) if self.training
-                 else torch.ones(len(x), self.n_modalities, dtype=torch.bool)).to(x.device)
+                 else full.expand(len(x), -1)).to(x.device)
         if self.training and self.p_corrupt > 0: x = self._corrupt(x, avail)
         self.learn.xb = (mask_inputs(x, avail), avail)
         self.learn.xb_full = x
+
+    def before_validate(self):
+        "Inside `get_preds` (and `predict`, `show_results`, `summary`) no second, rotating-subset pass."
+        self.gathering = any(isinstance(cb, GatherPredsCallback) for cb in self.learn.cbs)
+    def after_fit(self): self.learn.xb_full = self.learn.subset_pred = None   # no batch left behind (or in `learn.export`)
 
     def _corrupt(self, x:Tensor, avail:Tensor)->Tensor:
         "With probability p_corrupt per sample (>= 2 available), one available modality replaced by a corrupted copy."
@@ -97,7 +109,7 @@ class ModalitySubsets(Callback):
 
     def after_pred(self):
         self.learn.subset_pred = None
-        if self.training or not self.rotate_valid: return
+        if self.training or not self.rotate_valid or getattr(self, 'gathering', False): return
         x = self.learn.xb_full
         avail = self.valid_subset.to(x.device).expand(len(x), -1)
         with torch.no_grad(): self.learn.subset_pred = self.model(mask_inputs(x, avail), avail)
@@ -116,7 +128,8 @@ class RegionDice(Metric):
         pred = learn.subset_pred if self.subset else learn.pred
         if pred is None: return
         bs = len(learn.yb[0])
-        self.total += region_dice(pred['logits'].float(), learn.yb[0], self.convention)[self.idx].item() * bs
+        logits = pred['logits'] if isinstance(pred, dict) else pred   # inside `get_preds`: the logits alone (`FusedLogits`)
+        self.total += region_dice(logits.float(), learn.yb[0], self.convention)[self.idx].item() * bs
         self.count += bs
     @property
     def value(self): return self.total / self.count if self.count else None
@@ -129,6 +142,42 @@ def region_metrics(convention:str='brats',  # label convention
     "One `RegionDice` per region, on the full set and (optionally) the rotating subset."
     regions = get_convention(convention).regions
     return [RegionDice(r, convention) for r in regions] + ([RegionDice(r, convention, True) for r in regions] if rotate_valid else [])
+
+# %% ../nbs/20_learner.ipynb #02edfa7b
+class FusedLogits(Callback):
+    "While fastai gathers predictions (`get_preds`, `predict`, `show_results`, `summary`), `learn.pred` is the fused logits."
+    order = 1   # the loss and this run before fastai's GatherPredsCallback (order 0) reads `pred` after the batch
+    def before_validate(self): self.gathering = any(isinstance(cb, GatherPredsCallback) for cb in self.learn.cbs)
+    def after_loss(self):
+        if not self.training and self.gathering and isinstance(self.pred, dict): self.learn.pred = self.pred['logits'].float()
+
+@patch
+def activation(self:CLoELoss, logits:Tensor  # (B, C, *S) fused logits
+              )->Tensor:                     # (B, C, *S) class probabilities
+    "fastai's hook for `get_preds`: softmax over the classes."
+    return logits.float().softmax(1)
+
+@patch
+def decodes(self:CLoELoss, probs:Tensor  # (B, C, *S) class probabilities
+           )->TensorLabelMap:            # (B, 1, *S) class indices
+    "fastai's hook for `predict` and `show_results`: the arg-max class map."
+    return TensorLabelMap(probs.argmax(1, keepdim=True))
+
+
+# %% ../nbs/20_learner.ipynb #2259288e
+@patch
+@contextmanager
+def modality_subset(self:Learner,
+                    subset  # 'FLAIR+T1c', a list of tags or a bool mask (`cloe_nb.core.parse_subset`); None: the full set
+                   ):
+    "Validate and predict (`get_preds`, `predict`, `show_results`, `validate`) from one modality subset."
+    cb = next((c for c in self.cbs if isinstance(c, ModalitySubsets)), None)
+    if cb is None: raise ValueError("learner: no ModalitySubsets callback; expected a learner built by cloe_learner")
+    old = cb.valid_avail
+    cb.valid_avail = None if subset is None else torch.tensor(parse_subset(subset, cb.modalities))
+    try: yield self
+    finally: cb.valid_avail = old
+
 
 # %% ../nbs/20_learner.ipynb #748f12e0
 def rng_state()->dict:
@@ -263,7 +312,10 @@ class RunFolder(Callback):
         text = '\n'.join([','.join(['epoch', *names, 'lr']), *keep, ','.join([str(epoch), *values])]) + '\n'
         atomic_write(self.log_path, lambda tmp: Path(tmp).write_text(text))
 
+    def before_train(self): self.trained = True
     def after_epoch(self):
+        if not getattr(self, 'trained', False): return   # `get_preds`, `validate`, `predict` run epoch events too: no row, no checkpoint
+        self.trained = False
         names = list(self.recorder.metric_names[1:-1])  # train_loss, valid_loss, metrics (no 'epoch', 'time')
         vals = dict(zip(names, self.recorder.log[1:-1]))
         epoch = getattr(self.learn, 'epochs_done', 0) + self.epoch
@@ -373,7 +425,7 @@ def cloe_learner(dls,                           # fastai DataLoaders yielding (i
     cfg = model_config(model)
     loss = CLoELoss(n_classes=lc.n_classes, foreground_classes=lc.region_classes[lc.foreground], ablation=model.config, **(loss_kwargs or {}))
     if lr_step not in LR_STEPS: raise ValueError(f"lr_step: expected one of {LR_STEPS}, got {lr_step!r}")
-    callbacks = [ModalitySubsets(modalities, p_full, rotate_valid, p_corrupt), StopOnNaN(max_loss_ratio), RunEpochs()]
+    callbacks = [ModalitySubsets(modalities, p_full, rotate_valid, p_corrupt), FusedLogits(), StopOnNaN(max_loss_ratio), RunEpochs()]
     if clip: callbacks.append(GradientClip(clip))
     if run_dir is not None: callbacks.append(RunFolder(run_dir, cfg, monitor=f"dice_{lc.foreground}",
                                                        extra=dict(modalities=list(modalities), convention=lc.name)))
@@ -454,6 +506,7 @@ class RunEpochs(Callback):
     "Epochs counted over the whole run in the console and the log, and the state fastai resets at every fit restored after a resume."
     order = 55   # after the Recorder (50) and MixedPrecision (10) reset their state, before the progress bar (60) is made
     def before_fit(self):
+        if hasattr(self, 'gather_preds'): return   # get_preds/predict fire before_fit too: keep a pending resume for the real fit
         state, self.learn.resume_state = getattr(self.learn, 'resume_state', None) or {}, None
         rec, scaler = getattr(self.learn, 'recorder', None), getattr(self.learn, 'scaler', None)
         if state.get('smooth_loss') is not None and rec is not None:

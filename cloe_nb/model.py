@@ -161,15 +161,18 @@ class CLoE(nn.Module):
                     logits=self.fusion_decoder(fused))
 
     def forward(self,
-                x:Tensor,     # (B, M, D, H, W) input volumes, modalities in tensor order
-                avail:Tensor  # (B, M) bool availability per sample
-               )->dict:       # logits, expert_logits, region_logits, fusion_weights, mec_scores, rec_scores, features, avail, contrastive
+                x:Tensor,                # (B, M, D, H, W) input volumes, modalities in tensor order
+                avail:Tensor|None=None   # (B, M) bool availability per sample; None: all present (MONAI/torch call)
+               )->dict:  # logits, expert_logits, region_logits, fusion_weights, mec_scores, rec_scores, features, avail, contrastive; without `avail`: logits, region_logits only
+        dense = avail is None
+        if dense: avail = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
         check_inputs(x, avail, self.n_modalities, len(self.widths))
         x = torch.where(avail[:, :, None, None, None], x, torch.zeros((), dtype=x.dtype, device=x.device))
         feats, expert_logits = self.experts(x, avail)
+        fused = self.fuse_experts(feats, expert_logits, avail)
+        if dense: return dict(logits=fused['logits'], region_logits=fused['region_logits'])   # per-voxel maps: a sliding window stitches them
         con = self.contrastive_head(feats, x, avail) if self.contrastive_head is not None else None
-        return dict(**self.fuse_experts(feats, expert_logits, avail), expert_logits=expert_logits, features=feats, avail=avail,
-                    contrastive=con)
+        return dict(**fused, expert_logits=expert_logits, features=feats, avail=avail, contrastive=con)
 
 # %% ../nbs/14_model.ipynb #5cc71400
 class EarlyFusionUNet(nn.Module):
@@ -185,12 +188,15 @@ class EarlyFusionUNet(nn.Module):
         self.n_modalities, self.n_classes, self.widths = n_modalities, n_classes, tuple(widths)
         self.encoder, self.decoder = Encoder(n_modalities, self.widths), Decoder(self.widths, n_classes)
     def forward(self,
-                x:Tensor,     # (B, M, D, H, W) input volumes
-                avail:Tensor  # (B, M) bool availability
-               )->dict:       # logits (B, C, *S), avail, contrastive=None
+                x:Tensor,               # (B, M, D, H, W) input volumes
+                avail:Tensor|None=None  # (B, M) bool availability; None: all present (MONAI/torch call)
+               )->dict:                 # logits (B, C, *S), avail, contrastive=None; without `avail`: logits only
+        dense = avail is None
+        if dense: avail = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
         check_inputs(x, avail, self.n_modalities, len(self.widths))
         x = torch.where(avail[:, :, None, None, None], x, torch.zeros((), dtype=x.dtype, device=x.device))
-        return dict(logits=self.decoder(self.encoder(x)), avail=avail, contrastive=None)
+        logits = self.decoder(self.encoder(x))
+        return dict(logits=logits) if dense else dict(logits=logits, avail=avail, contrastive=None)
 
 # %% ../nbs/14_model.ipynb #35963251
 def build_model(name:str='full',                   # a key of ABLATIONS or BASELINES

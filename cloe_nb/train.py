@@ -13,10 +13,10 @@ from .core import atomic_write, cli_errors, writable_dir  # first: it quiets a t
 import numpy as np
 import torch
 from fastcore.script import call_parse
-from fastcore.basics import patch
+from fastcore.basics import patch, noop
 from fastai.torch_core import set_seed
 from .datasets import find_cases, load_split, kfold_split, read_id_file
-from .preprocess import is_cache, load_cache, prepare_dataset, check_cache, stale_entries, unlabelled_ids, CacheWarning
+from .preprocess import is_cache, load_cache, prepare_dataset, check_cache, stale_entries, unlabelled_ids, CacheWarning, dataset_spacing, parse_spacing, voxel_spacing
 from .phantom import make_phantom_dataset
 from .augment import cloe_dataloaders
 from .evaluate import resolve_split
@@ -26,7 +26,7 @@ from .gating import check_score_transform
 
 # %% auto #0
 __all__ = ['DEMO', 'RUNTIME', 'LEGACY_CONFIG', 'GROWABLE', 'TrainConfig', 'resolve_config', 'held_out', 'split_ids', 'check_data',
-           'prepare_training_data', 'run_lock', 'train', 'summary', 'train_cli']
+           'prepare_training_data', 'run_lock', 'cache_spacing', 'train', 'summary', 'train_cli']
 
 # %% ../nbs/21_train.ipynb #c797b881
 @dataclass
@@ -57,6 +57,7 @@ class TrainConfig:
     workers:int|None = None           # loader threads; None: min(CPU count, 4)
     mixed_precision:str = 'auto'      # 'auto' (bf16 on GPU, fp16 on GPUs without native bf16, off on CPU), 'bf16', 'fp16', 'none'
     checkpointing:bool = False        # activation checkpointing: less GPU memory, a slower step (the performance page)
+    spacing:str|None = None           # when DATA is a dataset folder: cloe-prepare's --spacing ('auto', 'X,Y,Z' mm); None: each case's own grid
     phantom_cases:int = 0             # phantom demo only: cases generated
     phantom_size:int = 0              # phantom demo only: volume side
 
@@ -112,6 +113,7 @@ def resolve_config(demo:bool=False,          # phantom demo: start from `DEMO` o
     if not 0 <= cfg.valid_fraction < 1: raise ValueError(f"valid-fraction: expected a share in [0, 1), got {cfg.valid_fraction}")
     if cfg.lr_step not in LR_STEPS: raise ValueError(f"lr-step: expected one of {LR_STEPS}, got {cfg.lr_step!r}")
     if cfg.workers is not None and cfg.workers < 0: raise ValueError(f"workers: expected 0 or more loader threads, got {cfg.workers}")
+    parse_spacing(cfg.spacing)   # a bad --spacing fails now
     k = 2 ** (len(cfg.widths) - 1)
     if cfg.patch % k: raise ValueError(f"patch: {cfg.patch} is not divisible by 2**(levels-1) = {k} for widths {cfg.widths}")
     if not 0 <= cfg.p_corrupt <= 1: raise ValueError(f"p_corrupt: expected a probability in [0, 1], got {cfg.p_corrupt}")
@@ -169,25 +171,31 @@ def _legacy_split_ids(split, ids, seed)->tuple:
 
 
 # %% ../nbs/21_train.ipynb #e3414d42
-def _original_shapes(data:Path, layout:str)->dict:
-    "Case id -> original volume shape, from a cache's metadata or the NIfTI headers (no voxels read)."
+def _original_shapes(data:Path, layout:str, spacing=None)->dict:
+    "Case id -> volume shape the training will see: a cache's metadata, or the NIfTI headers (no voxels read) at `spacing`."
     import nibabel as nib
     if is_cache(data): return {e.id: tuple(e.meta['original_shape']) for e in load_cache(data)}
-    shapes = {}
-    for c in find_cases(data, layout):
-        try: shapes[c.id] = tuple(nib.load(str(next(iter(c.images.values())))).shape[:3])
-        except Exception: pass   # an unreadable case: preparing it reports it (and --skip-bad skips it)
+    cases, shapes = find_cases(data, layout), {}
+    target = dataset_spacing(cases, spacing) if spacing is not None else None
+    for c in cases:
+        try: img = nib.load(str(next(iter(c.images.values()))))
+        except Exception: continue   # an unreadable case: preparing it reports it (and --skip-bad skips it)
+        shape = np.array(img.shape[:3], float)
+        if target is not None: shape = np.round(shape * voxel_spacing(img.affine) / np.array(target))   # its grid after resampling
+        shapes[c.id] = tuple(int(v) for v in shape)
     return shapes
 
 def check_data(data:str|Path,   # a dataset folder or a cloe-prepare cache
                patch:int,       # training patch side
                layout:str='auto', # dataset layout (see find_cases)
-               levels:int=4       # encoder levels (the number of widths): the patch is a multiple of 2**(levels-1)
+               levels:int=4,      # encoder levels (the number of widths): the patch is a multiple of 2**(levels-1)
+               spacing=None       # a dataset folder's target voxel size (cloe-prepare's --spacing), None: its own grid
               )->Path:
     "Check, before any work, that DATA is a dataset or a cache and that the patch fits in at least one case."
     data = Path(data)
     if not data.exists(): raise FileNotFoundError(f"DATA: {data} does not exist")
-    try: shapes = _original_shapes(data, layout)
+    if spacing is not None and is_cache(data): raise ValueError(f"spacing: {spacing!r} applies to a dataset folder; {data} is a cache, already prepared (cloe-prepare --spacing)")
+    try: shapes = _original_shapes(data, layout, spacing)
     except (ValueError, FileNotFoundError) as e: raise ValueError(f"DATA: {data} is neither a cloe-prepare cache nor a dataset folder: {e}") from None
     if not shapes: raise ValueError(f"DATA: {data} holds no cases")
     if is_cache(data): check_cache(data)   # a truncated or damaged entry is named now, not mid-epoch (headers and sizes only)
@@ -222,7 +230,8 @@ def prepare_training_data(data:str|Path|None,  # dataset folder, cache, or None 
                           f"prepared from (e.g. {i}: {why}); re-run cloe-prepare on the dataset to refresh them", CacheWarning)
         return data
     out = Path(cache) if cache else run_dir/'cache'
-    res = prepare_dataset(data, out, layout=layout, workers=cfg.workers if cfg.workers is not None else 0, progress=progress, skip_bad=skip_bad)
+    res = prepare_dataset(data, out, layout=layout, workers=cfg.workers if cfg.workers is not None else 0, progress=progress, skip_bad=skip_bad,
+                          spacing=cfg.spacing)
     for i, why in res['bad'].items(): warnings.warn(f"DATA: case {i} skipped: {why}", CacheWarning)
     return out
 
@@ -264,6 +273,8 @@ def run_lock(run_dir:str|Path  # the run folder (it must exist)
         yield
     finally: f.close()
 
+_RUN_FACTS = ('data', 'grid_spacing')   # config.json entries that are facts of the run, not options
+
 def _saved_run(run_dir:Path, resume_run:bool)->dict|None:
     "The config.json of the run to resume (None for a new run); refuses to start a new run over an existing one."
     if not resume_run:
@@ -272,6 +283,14 @@ def _saved_run(run_dir:Path, resume_run:bool)->dict|None:
     if not (run_dir/'config.json').exists() or not (run_dir/'last.pth').exists():
         raise FileNotFoundError(f"--resume: {run_dir} has no config.json and last.pth to resume from")
     return _read_json(run_dir/'config.json', '--resume')
+
+def cache_spacing(cache:str|Path  # a cloe-prepare cache
+                 )->list|None:    # the voxel size (mm) its cases were resampled to, or None (each case's own grid)
+    "The grid a cache was prepared on (`cloe-prepare --spacing`): what prediction must resample new cases to."
+    found = {tuple(s) if s else None for s in (e.meta.get('requested_spacing') for e in load_cache(cache))}
+    if len(found) > 1: raise ValueError(f"cache {cache}: its entries were prepared at different spacings {sorted(found, key=str)}; expected one (re-run cloe-prepare with one --spacing)")
+    s = next(iter(found), None)
+    return None if s is None else list(s)
 
 def _run_split(run_dir:Path, cache_dir:Path, cfg:TrainConfig, resumed:bool)->tuple:
     "Training and validation ids: from `RUN/split.json` when resuming, else chosen by `split_ids` and saved there."
@@ -306,8 +325,8 @@ def train(data:str|Path|None=None,  # dataset folder or cloe-prepare cache; None
     run_dir = Path(out)
     saved = _saved_run(run_dir, resume_run)
     if saved is not None: data = data if data is not None else saved.get('data')
-    cfg = resolve_config(demo=data is None, saved={k: v for k, v in saved.items() if k != 'data'} if saved else None, **options)
-    if data is not None: check_data(data, cfg.patch, layout, len(cfg.widths))
+    cfg = resolve_config(demo=data is None, saved={k: v for k, v in saved.items() if k not in _RUN_FACTS} if saved else None, **options)
+    if data is not None: check_data(data, cfg.patch, layout, len(cfg.widths), cfg.spacing)
     writable_dir(run_dir)
     with run_lock(run_dir) if not rank_distrib() else contextlib.nullcontext():
         saved = _saved_run(run_dir, resume_run)   # again, now that the folder is ours
@@ -316,6 +335,9 @@ def train(data:str|Path|None=None,  # dataset folder or cloe-prepare cache; None
         set_seed(cfg.seed, reproducible=True)
         cache_dir = prepare_training_data(data, run_dir, cfg, layout, cache, progress, skip_bad)
         if data is None: check_data(cache_dir, cfg.patch, levels=len(cfg.widths))
+        facts = dict(data=None if data is None else str(Path(data).resolve()), grid_spacing=cache_spacing(cache_dir))
+        if saved is None or any(saved.get(k) != v for k, v in facts.items()):   # what prediction needs to prepare new cases the same way
+            _write_json(run_dir/'config.json', dict(asdict(cfg), **facts))
         train_ids, valid_ids, how = _run_split(run_dir, cache_dir, cfg, saved is not None)
         check_cache(cache_dir, train_ids + valid_ids)   # a truncated or damaged entry fails now, naming its file, not mid-epoch
         if not rank_distrib(): print(how)
@@ -325,7 +347,9 @@ def train(data:str|Path|None=None,  # dataset folder or cloe-prepare cache; None
                              p_corrupt=cfg.p_corrupt, clip=cfg.clip, model_kwargs=dict(score_transform=cfg.score_transform),
                              run_dir=run_dir, loss_kwargs=dict(lam=cfg.lam, alpha=cfg.alpha, beta=cfg.beta), lr_step=cfg.lr_step,
                              mixed_precision=cfg.mixed_precision, checkpointing=cfg.checkpointing)
-        if not progress and hasattr(learn, 'progress'): learn.remove_cb(learn.progress)
+        if not progress:   # quiet: no bars and no raw per-epoch lists (log.csv has every epoch)
+            if hasattr(learn, 'progress'): learn.remove_cb(learn.progress)
+            learn.logger = noop
         done = resume(learn, run_dir/'last.pth') if saved is not None else 0
         if done >= cfg.epochs: print(f"{run_dir}: all {cfg.epochs} epochs are done already; pass a larger --epochs to extend the run"); return learn
         if rank_distrib(): learn.remove_cb(learn.run_folder)
@@ -400,6 +424,7 @@ def train_cli(data:str=None,               # dataset folder or cloe-prepare cach
               checkpointing:bool=False,    # activation checkpointing: a 112³ step in 8.4 instead of 13.9 GB (fp32, CPU-measured), 1.1-1.3x slower
               layout:str='auto',           # dataset layout: auto, brats, brats2023, msd, csv
               cache:str=None,              # where to cache a dataset folder (default OUT/cache)
+              spacing:str=None,            # resample a dataset folder to this voxel size: auto (the median) or X,Y,Z mm (default: each case's own grid)
               skip_bad:bool=False,         # train on the other cases past cases that cannot be prepared (they are listed)
               resume:bool=False):          # continue the run in OUT from its last.pth
     "Train CLoE. With no DATA: generate phantom BraTS cases and run the CPU demo."
@@ -410,7 +435,7 @@ def train_cli(data:str=None,               # dataset folder or cloe-prepare cach
                           widths=widths, bs=bs, lr=lr, lr_step=lr_step, seed=seed, ablation=ablation, split=split, valid=valid,
                           valid_fraction=valid_fraction, p_full=p_full, beta=beta, workers=workers, optimizer=optimizer,
                           score_transform=score_transform, p_corrupt=p_corrupt, mixed_precision=mixed_precision,
-                          checkpointing=checkpointing or None)
+                          checkpointing=checkpointing or None, spacing=spacing)
     except KeyboardInterrupt:
         print(f"cloe-train: {_interrupted(data, out)}", file=sys.stderr); raise SystemExit(130)
     from fastai.distributed import rank_distrib

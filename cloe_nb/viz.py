@@ -218,6 +218,24 @@ def _softmax(logits, axis):
     e = np.exp(logits - logits.max(axis, keepdims=True))
     return e / e.sum(axis, keepdims=True)
 
+def _uncrop(a, box, shape):
+    "Class maps (..., C, *crop) back onto the whole grid `shape`: background (class 0) outside the crop box."
+    out = np.zeros(a.shape[:-3] + tuple(shape), a.dtype); out[..., 0, :, :, :] = 1
+    out[(Ellipsis,) + tuple(slice(b0, b1) for b0, b1 in box)] = a
+    return out
+
+def _from_prediction(res:dict, image_shape:tuple):
+    "Expert probs, fused probs, avail, weights, affine, convention, case id from `predict_case`'s (or `predict_volume`'s) dict."
+    pred, meta, rep = (res['pred'], res.get('meta') or {}, res.get('report') or {}) if 'pred' in res else (res, {}, {})
+    if pred.get('expert_probs') is None: raise ValueError("experts: the prediction has no expert maps (its model has no modality experts); show_experts needs a CLoE prediction")
+    probs, fused, avail = _np(pred['expert_probs']), _np(pred['probs']), _np(pred['avail']).astype(bool)
+    w = None
+    if rep.get('experts'): w = np.zeros(len(avail)); w[np.flatnonzero(avail)] = [e['weight'] for e in rep['experts']]
+    box, whole = meta.get('crop_box'), meta.get('original_shape')
+    if box and whole and tuple(image_shape) == tuple(whole) != probs.shape[2:]:   # the image on the original grid
+        probs, fused = _uncrop(probs, box, whole), _uncrop(fused, box, whole)
+    return probs, fused, avail, w, meta.get('affine'), meta.get('convention'), rep.get('case')
+
 def _from_output(out:dict):
     "Expert probs (M, C, *S), fused probs (C, *S), availability (M,), weights (M,) from a model output for one case."
     if 'expert_logits' not in out: raise ValueError(f"experts: the output dict has no 'expert_logits' (keys {sorted(out)}); expected CLoE's forward output")
@@ -229,16 +247,16 @@ def _from_output(out:dict):
             None if out.get('fusion_weights') is None else _np(out['fusion_weights'])[0])
 
 def show_experts(image:np.ndarray,                  # (M, X, Y, Z) images, modalities in tensor order
-                 experts:np.ndarray|dict,           # (M, C, X, Y, Z) expert probabilities, or the model's output dict for one case
+                 experts:np.ndarray|dict,           # (M, C, X, Y, Z) expert probabilities, the model's output dict for one case, or `predict_case`'s / `predict_volume`'s dict
                  avail:tuple|np.ndarray|None=None,  # (M,) availability; None: from the output dict, else all
                  fusion_weights:np.ndarray|None=None, # (M,) fusion weights; None: from the output dict (no bars without)
                  fused:np.ndarray|None=None,        # (C, X, Y, Z) fused probabilities; None: from the output dict
                  label:np.ndarray|None=None,        # (X, Y, Z) class indices, or None
                  modalities:tuple=BRATS_MODALITIES, # modality tags of the image channels
-                 convention:str|LabelConvention='brats',  # label convention: class names and colours
+                 convention:str|LabelConvention|None=None,  # label convention: class names and colours; None: the prediction's, else 'brats'
                  plane:str='axial',                 # 'axial', 'coronal' or 'sagittal'
                  index:int|None=None,               # slice index on the L-P-S grid; None: most foreground (fused, else label)
-                 affine:np.ndarray|None=None,       # voxel-to-world matrix; None: axes assumed L, P, S
+                 affine:np.ndarray|None=None,       # voxel-to-world matrix; None: the prediction's, else axes assumed L, P, S
                  agreement:str='vote',              # agreement map: 'vote' or 'std' (see `expert_agreement`)
                  panels:tuple=EXPERT_PANELS,        # which panels to draw, in this order
                  alpha:float=0.5,                   # overlay opacity
@@ -246,12 +264,21 @@ def show_experts(image:np.ndarray,                  # (M, X, Y, Z) images, modal
                  size:float=1.8                     # panel side, inches
                 )->Figure:
     "The available experts' predictions side by side, their agreement map and the fusion weights."
-    if isinstance(experts, dict):
+    if isinstance(experts, dict) and ('pred' in experts or 'expert_probs' in experts):   # predict_case / predict_volume
+        probs, f, a, w, aff, conv, case_id = _from_prediction(experts, np.shape(image)[1:])
+        fused = f if fused is None else fused
+        avail = a if avail is None else avail
+        fusion_weights = w if fusion_weights is None else fusion_weights
+        affine = aff if affine is None else affine
+        convention = conv if convention is None else convention
+        title = case_id if title is None else title
+    elif isinstance(experts, dict):
         probs, f, a, w = _from_output(experts)
         fused = f if fused is None else fused
         avail = a if avail is None else avail
         fusion_weights = w if fusion_weights is None else fusion_weights
     else: probs = _np(experts)
+    convention = convention or 'brats'
     image, label = _check_case(image, label, modalities, convention)
     lc = get_convention(convention)
     if probs.shape[:2] != (len(modalities), lc.n_classes) or probs.shape[2:] != image.shape[1:]:
