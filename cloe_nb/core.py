@@ -15,8 +15,8 @@ import numpy as np
 # %% auto #0
 __all__ = ['BRATS_MODALITIES', 'PROSTATE_MODALITIES', 'MODALITY_NAMES', 'CONVENTIONS', 'modality_name', 'parse_subset',
            'subset_name', 'all_subsets', 'package_data', 'published_tables', 'LabelConvention', 'get_convention',
-           'labels_to_classes', 'classes_to_labels', 'region_masks', 'region_probs', 'cli_errors', 'with_hint',
-           'writable_dir', 'make_temp', 'atomic_write']
+           'labels_to_classes', 'classes_to_labels', 'region_masks', 'region_probs', 'voxel_size', 'cli_errors',
+           'with_hint', 'writable_dir', 'make_temp', 'atomic_write']
 
 # %% ../nbs/00_core.ipynb #3fa3e8de
 BRATS_MODALITIES = ('flair', 't1ce', 't1', 't2')  # tensor order of RFNet and of the paper's masks
@@ -164,6 +164,18 @@ def region_probs(probs:'Tensor',  # class probabilities (B, C, *spatial)
     lc = get_convention(convention)
     if probs.shape[1] != lc.n_classes: raise ValueError(f"probs: {probs.shape[1]} channels, expected {lc.n_classes} classes of {lc.name!r}")
     return torch.stack([probs[:, list(cs)].sum(1) for cs in lc.region_classes.values()], 1)
+
+# %% ../nbs/00_core.ipynb #af6a45a8
+def voxel_size(spacing,                 # '0.6,0.6,3.6', '1' (isotropic), a number, or three numbers, in mm
+               expected:str="one voxel size or three comma-separated ones in mm (e.g. 0.6,0.6,3.6)"  # the error's hint
+              )->tuple:                 # (x, y, z) positive floats in mm
+    "A voxel size in mm from a command-line string or numbers; one value means isotropic."
+    parts = spacing.split(',') if isinstance(spacing, str) else [spacing] if np.ndim(spacing) == 0 else list(spacing)
+    try: vals = [float(v) for v in parts]
+    except (TypeError, ValueError): vals = []
+    if len(vals) == 1: vals *= 3
+    if len(vals) != 3 or not all(np.isfinite(v) and v > 0 for v in vals): raise ValueError(f"spacing: {spacing!r}; expected {expected}")
+    return tuple(vals)
 
 # %% ../nbs/00_core.ipynb #5b0a3f1c
 import functools, os, stat, sys, warnings

@@ -274,6 +274,9 @@ def evaluate_run(run_or_checkpoint:str|Path,  # run folder (its last.pth unless 
             meta = entry.meta
             if model is None:
                 modalities, convention = tuple(meta['modalities']), meta['convention']
+                if meta.get('requested_spacing') != grid:
+                    raise ValueError(f"data {data}: its cases were prepared at {meta.get('requested_spacing') or 'their own grid'}, the model at "
+                                     f"{grid or 'their own grid'} (the run's grid_spacing); expected a cache prepared as the run's (cloe-prepare --spacing)")
                 model, info = load_model(run_or_checkpoint, modalities, convention, device, checkpoint)
                 if progress: print(f"checkpoint: {info['checkpoint']} (epoch {info['epoch']})", flush=True)
                 masks, window = _subset_masks(subsets, modalities), roi or info['roi']

@@ -318,7 +318,9 @@ def run_checkpoint(run_or_checkpoint:str|Path,  # a run folder or a .pth file
                   )->Path:                       # the checkpoint file to load
     "Which checkpoint of a run to use: its last epoch by default, the best-validated one or an explicit file on request."
     p = Path(run_or_checkpoint).expanduser()
-    if not p.is_dir(): return p
+    if not p.is_dir():
+        if checkpoint != 'last': raise ValueError(f"checkpoint: {checkpoint!r} picks a file in a run folder, but {p} is a checkpoint file already; give the run folder, or leave --checkpoint out")
+        return p
     if checkpoint not in CHECKPOINTS:
         c = Path(checkpoint).expanduser()
         c = c if c.is_absolute() or c.exists() else p/c

@@ -12,7 +12,7 @@ import numpy as np
 from scipy import ndimage
 import nibabel as nib
 from fastcore.script import call_parse, store_true
-from .core import BRATS_MODALITIES, PROSTATE_MODALITIES, cli_errors, make_temp, writable_dir
+from .core import BRATS_MODALITIES, PROSTATE_MODALITIES, cli_errors, make_temp, voxel_size, writable_dir
 
 # %% auto #0
 __all__ = ['MIN_SIZE', 'BRATS_CONTRAST', 'BRATS_SCALE', 'PROSTATE_CONTRAST', 'PROSTATE_SCALE', 'TASK05_SLAB', 'PHANTOM_LAYOUTS',
@@ -233,13 +233,7 @@ TASK05_SLAB = 0.375   # z extent of an anisotropic phantom, as a fraction of its
 
 def _check_spacing(spacing)->tuple:
     "Three positive voxel sizes in mm, from a sequence, one number or a 'X,Y,Z' string."
-    parts = spacing.split(',') if isinstance(spacing, str) else [spacing] if np.ndim(spacing) == 0 else list(spacing)
-    try: vals = [float(v) for v in parts]
-    except (TypeError, ValueError): vals = []
-    if len(vals) == 1: vals *= 3
-    if len(vals) != 3 or not all(np.isfinite(v) and v > 0 for v in vals):
-        raise ValueError(f"spacing: {spacing!r}; expected three positive voxel sizes in mm, e.g. 0.6,0.6,3.6")
-    return tuple(vals)
+    return voxel_size(spacing, "three positive voxel sizes in mm, e.g. 0.6,0.6,3.6")
 
 def prostate_grid(size:int,                # voxels along each in-plane axis (the side of the cube when `spacing` is None)
                   fov:float=160.,          # field of view of the cube, mm (ignored with `spacing`)

@@ -14,7 +14,7 @@ import nibabel as nib
 from fastcore.parallel import parallel
 from fastcore.script import call_parse, store_true
 from scipy import ndimage
-from .core import BRATS_MODALITIES, classes_to_labels, cli_errors, get_convention, writable_dir
+from .core import BRATS_MODALITIES, classes_to_labels, cli_errors, get_convention, voxel_size, writable_dir
 from .datasets import Case, find_cases, missing_labels, read_case
 
 # %% auto #0
@@ -61,14 +61,8 @@ def parse_spacing(spacing:str|float|tuple|list|None  # None or 'native'; 'auto';
         s = spacing.strip().lower()
         if s in ('', 'native', 'none'): return None
         if s == 'auto': return 'auto'
-        parts = s.split(',')
-    else: parts = [spacing] if np.ndim(spacing) == 0 else list(spacing)
-    try: vals = [float(v) for v in parts]
-    except (TypeError, ValueError): vals = []
-    if len(vals) == 1: vals *= 3
-    if len(vals) != 3 or not all(np.isfinite(v) and v > 0 for v in vals):
-        raise ValueError(f"spacing: {spacing!r}; expected 'auto', 'native', one voxel size or three comma-separated ones in mm (e.g. 1,1,1)")
-    return tuple(vals)
+        spacing = s
+    return voxel_size(spacing, "'auto', 'native', one voxel size or three comma-separated ones in mm (e.g. 1,1,1)")
 
 
 # %% ../nbs/03_preprocess.ipynb #9849ba4c

@@ -126,8 +126,9 @@ def resolve_config(demo:bool=False,          # phantom demo: start from `DEMO` o
 def _listed(spec:str, what:str, part:str)->tuple:
     "Case ids named by a file, 'name:part' or a shipped split name (then `part` of it); and the split itself when named bare."
     ids = resolve_split(spec, part, what)   # one syntax for every command (cloe_nb.evaluate.resolve_split)
-    bare = not Path(spec).expanduser().is_file() and ':' not in spec
-    return ids, (load_split(spec) if bare else None)
+    name, _, p = spec.partition(':')
+    named = not Path(spec).expanduser().is_file() and p in ('', part)   # 'brats2020_rfnet' and 'brats2020_rfnet:train' alike
+    return ids, (load_split(name) if named else None)
 
 def held_out(ids:list,           # candidate training case ids
              fraction:float=0.2, # share held out for validation
@@ -148,7 +149,7 @@ def split_ids(split:str|None,      # training cases: None (every labelled case),
     "Training and validation case ids for a run, and how they were chosen."
     train, named = (sorted(ids), None) if split is None else _listed(split, 'split', 'train')
     if valid is not None: val, how = _listed(valid, 'valid', 'val')[0], f"validation: {{n}} case(s) from {valid}"
-    elif named is not None and named.get('val'): val, how = named['val'], f"validation: {{n}} case(s) from {split}:val"
+    elif named is not None and named.get('val'): val, how = named['val'], f"validation: {{n}} case(s) from {split.partition(':')[0]}:val"
     else:
         val = held_out(train, valid_fraction, seed)
         how = (f"validation: {{n}} of the {len(train)} training case(s) held out (valid_fraction {valid_fraction:g}, seed {seed})" if val else
@@ -265,9 +266,11 @@ def run_lock(run_dir:str|Path  # the run folder (it must exist)
     path = Path(run_dir)/'.lock'
     f = open(path, 'a+')
     try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except BlockingIOError:
         f.seek(0); who = f.read().strip() or 'another process'; f.close()
         raise RuntimeError(f"out: {run_dir} is in use by {who}; wait for it to finish (or stop it), or choose another folder") from None
+    except OSError as e:   # a filesystem without locks (some network mounts): run, unlocked, and say so
+        warnings.warn(f"out: {run_dir} cannot be locked ({e.strerror or e}); make sure no other cloe-train uses it", CacheWarning)
     try:
         f.seek(0); f.truncate(); f.write(f"cloe-train (pid {os.getpid()})\n"); f.flush()
         yield
@@ -295,7 +298,9 @@ def cache_spacing(cache:str|Path  # a cloe-prepare cache
 def _run_split(run_dir:Path, cache_dir:Path, cfg:TrainConfig, resumed:bool)->tuple:
     "Training and validation ids: from `RUN/split.json` when resuming, else chosen by `split_ids` and saved there."
     if resumed and (run_dir/'split.json').is_file():
-        s = _read_json(run_dir/'split.json', '--resume'); return s['train'], s['valid'], s['how'] + ' (as when the run started)'
+        s = _read_json(run_dir/'split.json', '--resume')
+        if not {'train', 'valid', 'how'} <= set(s): raise ValueError(f"--resume: {run_dir/'split.json'} lacks {sorted({'train', 'valid', 'how'} - set(s))}; expected the file cloe-train wrote")
+        return s['train'], s['valid'], s['how'] + ' (as when the run started)'
     labelled = [e.id for e in load_cache(cache_dir) if e.meta['has_label']]
     if resumed:   # a run started before split.json: its cases as they were chosen then
         train_ids, valid_ids = _legacy_split_ids(cfg.split, labelled, cfg.seed)
@@ -330,14 +335,14 @@ def train(data:str|Path|None=None,  # dataset folder or cloe-prepare cache; None
     writable_dir(run_dir)
     with run_lock(run_dir) if not rank_distrib() else contextlib.nullcontext():
         saved = _saved_run(run_dir, resume_run)   # again, now that the folder is ours
-        if saved is None or saved.get('epochs') != cfg.epochs:
-            _write_json(run_dir/'config.json', dict(asdict(cfg), data=None if data is None else str(Path(data).resolve())))
+        if saved is None or saved.get('epochs') != cfg.epochs:   # the facts of a resumed run are kept (grid_spacing, data)
+            _write_json(run_dir/'config.json', {**(saved or {}), **asdict(cfg), 'data': None if data is None else str(Path(data).resolve())})
         set_seed(cfg.seed, reproducible=True)
         cache_dir = prepare_training_data(data, run_dir, cfg, layout, cache, progress, skip_bad)
         if data is None: check_data(cache_dir, cfg.patch, levels=len(cfg.widths))
         facts = dict(data=None if data is None else str(Path(data).resolve()), grid_spacing=cache_spacing(cache_dir))
-        if saved is None or any(saved.get(k) != v for k, v in facts.items()):   # what prediction needs to prepare new cases the same way
-            _write_json(run_dir/'config.json', dict(asdict(cfg), **facts))
+        if saved is None or saved.get('epochs') != cfg.epochs or any(saved.get(k) != v for k, v in facts.items()):
+            _write_json(run_dir/'config.json', dict(asdict(cfg), **facts))   # what prediction needs to prepare new cases the same way
         train_ids, valid_ids, how = _run_split(run_dir, cache_dir, cfg, saved is not None)
         check_cache(cache_dir, train_ids + valid_ids)   # a truncated or damaged entry fails now, naming its file, not mid-epoch
         if not rank_distrib(): print(how)
@@ -388,14 +393,15 @@ def _one_line_warnings(prog:str):
     try: yield
     finally: warnings.showwarning = show
 
-def _interrupted(data, out)->str:
+def _interrupted(data, out, **given)->str:
     "What to tell a user who pressed Ctrl-C: where the run stands and the exact command that continues it."
     ckpt = Path(out)/'last.pth'
     if not ckpt.exists(): return f"interrupted before the first epoch ended: nothing to resume in {out}; run the same command again to start over"
     import pandas as pd
     try: e = int(pd.read_csv(Path(out)/'log.csv').epoch.max())
     except Exception: e = None
-    cmd = shlex.join(['cloe-train', *([str(data)] if data else []), '--out', str(out), '--resume'])
+    extra = [a for k, v in given.items() if v not in (None, False, 'auto') for a in (f"--{k.replace('_', '-')}", *([] if v is True else [str(v)]))]
+    cmd = shlex.join(['cloe-train', *([str(data)] if data else []), '--out', str(out), *extra, '--resume'])
     return f"interrupted; {ckpt} holds {'epoch ' + str(e) if e is not None else 'the last finished epoch'}; continue with: {cmd}"
 
 @call_parse(pos=['data'])
@@ -437,7 +443,7 @@ def train_cli(data:str=None,               # dataset folder or cloe-prepare cach
                           score_transform=score_transform, p_corrupt=p_corrupt, mixed_precision=mixed_precision,
                           checkpointing=checkpointing or None, spacing=spacing)
     except KeyboardInterrupt:
-        print(f"cloe-train: {_interrupted(data, out)}", file=sys.stderr); raise SystemExit(130)
+        print(f"cloe-train: {_interrupted(data, out, layout=layout, cache=cache, skip_bad=skip_bad)}", file=sys.stderr); raise SystemExit(130)
     from fastai.distributed import rank_distrib
     if rank_distrib(): return
     print(summary(learn, out))
