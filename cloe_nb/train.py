@@ -335,8 +335,6 @@ def train(data:str|Path|None=None,  # dataset folder or cloe-prepare cache; None
     writable_dir(run_dir)
     with run_lock(run_dir) if not rank_distrib() else contextlib.nullcontext():
         saved = _saved_run(run_dir, resume_run)   # again, now that the folder is ours
-        if saved is None or saved.get('epochs') != cfg.epochs:   # the facts of a resumed run are kept (grid_spacing, data)
-            _write_json(run_dir/'config.json', {**(saved or {}), **asdict(cfg), 'data': None if data is None else str(Path(data).resolve())})
         set_seed(cfg.seed, reproducible=True)
         cache_dir = prepare_training_data(data, run_dir, cfg, layout, cache, progress, skip_bad)
         if data is None: check_data(cache_dir, cfg.patch, levels=len(cfg.widths))
@@ -344,7 +342,7 @@ def train(data:str|Path|None=None,  # dataset folder or cloe-prepare cache; None
         if saved is None or saved.get('epochs') != cfg.epochs or any(saved.get(k) != v for k, v in facts.items()):
             _write_json(run_dir/'config.json', dict(asdict(cfg), **facts))   # what prediction needs to prepare new cases the same way
         train_ids, valid_ids, how = _run_split(run_dir, cache_dir, cfg, saved is not None)
-        check_cache(cache_dir, train_ids + valid_ids)   # a truncated or damaged entry fails now, naming its file, not mid-epoch
+        if data is None or not is_cache(data): check_cache(cache_dir, train_ids + valid_ids)   # a cache made here (check_data checked a given one)
         if not rank_distrib(): print(how)
         dls = cloe_dataloaders(cache_dir, train_ids, valid_ids, patch=cfg.patch, bs=cfg.bs, iters_per_epoch=cfg.iters_per_epoch,
                                num_workers=cfg.workers, seed=cfg.seed, fg_ratio=cfg.fg_ratio)
