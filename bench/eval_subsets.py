@@ -1,9 +1,10 @@
 #!/usr/bin/env python
 """Benchmark: the 15 BraTS modality subsets of one volume, shared encoder/expert work (`predict_subsets`)
-against 15 separate sliding-window passes (`predict_volume`). Prints seconds (median of repeats) and the speed-up.
+against 15 separate sliding-window passes (`predict_volume`). Prints seconds (median of repeats) and the speed-up,
+for each number of subsets per fusion-decoder call (`--subset-batch 1,5,15`: one call of 1, 5 or all 15 subsets).
 
     python bench/eval_subsets.py                      # the default grid below, CPU, 1 thread
-    python bench/eval_subsets.py --sizes 96 --widths 16,32,64,128 --roi 64 --repeats 3 --device cuda
+    python bench/eval_subsets.py --grid 16,32,64,128:96:64 --subset-batch 1,15 --repeats 3 --device cuda
 
 The FLOP accounting printed beside the timings explains the ratio: per window, 15 separate passes run
 sum_A |A| = 32 encoders and 32 expert decoders, 15 region heads and 15 fusion decoders; the shared pass runs
@@ -14,7 +15,7 @@ import argparse, statistics, time
 import torch
 from cloe_nb.core import all_subsets
 from cloe_nb.model import build_model
-from cloe_nb.inference import predict_volume, predict_subsets
+from cloe_nb.inference import predict_volume, predict_subsets, window_count
 
 
 def _macs(module, *inputs):
@@ -39,13 +40,13 @@ def flop_model(model, roi):
     return dict(E=E, D=D, h=h, Df=Df, separate=separate, shared=shared, ideal=separate / shared)
 
 
-def time_pair(fa, fb, repeats):
-    "Medians of interleaved timings of fa and fb (so both see the same background load), and the median ratio."
-    ta, tb = [], []
+def time_group(fs:list, repeats:int)->tuple:
+    "Interleaved timings of the functions fs (so all see the same background load): medians, and medians of per-repeat ratios fs[0] / f."
+    ts = [[] for _ in fs]
     for _ in range(repeats):
-        for f, ts in ((fa, ta), (fb, tb)):
-            t = time.perf_counter(); f(); ts.append(time.perf_counter() - t)
-    return statistics.median(ta), statistics.median(tb), statistics.median(a / b for a, b in zip(ta, tb))
+        for f, t in zip(fs, ts):
+            t0 = time.perf_counter(); f(); t.append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in ts], [statistics.median(a / b for a, b in zip(ts[0], t)) for t in ts]
 
 
 def main():
@@ -55,13 +56,18 @@ def main():
     ap.add_argument('--repeats', type=int, default=3)
     ap.add_argument('--threads', type=int, default=1, help='torch CPU threads (1: stable numbers on a shared machine)')
     ap.add_argument('--device', default='cpu')
-    ap.add_argument('--subset-batch', type=int, default=None, help='subsets per fusion-decoder call (default: all 15)')
+    ap.add_argument('--subset-batch', default='1,15', help='subsets per fusion-decoder call, one or several: 1,5,15 (each timed)')
+    ap.add_argument('--precision', default='fp32', help="fp32 or bf16, for both the shared and the separate passes")
     ap.add_argument('--contrastive', action='store_true', help='build the model with the L_con head, as training does '
                     '(inference never runs it: predict_volume and predict_subsets use CLoE.experts and CLoE.fuse_experts)')
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    print(f"device {a.device}, {a.threads} thread(s), medians of {a.repeats} interleaved repeats (speed-up: median of per-repeat ratios), contrastive head {'on' if a.contrastive else 'off'}")
-    print(f"{'widths':>16} {'size':>5} {'roi':>4} {'windows':>7} | {'15 separate s':>13} {'shared s':>9} {'speed-up':>8} | "
+    import os, platform
+    batches = [int(b) for b in a.subset_batch.split(',')]
+    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} | {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+          f"load {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(f"device {a.device}, {a.threads} thread(s), {a.precision}, medians of {a.repeats} interleaved repeats (speed-up: median of per-repeat ratios), contrastive head {'on' if a.contrastive else 'off'}")
+    print(f"{'widths':>16} {'size':>5} {'roi':>4} {'windows':>7} {'subsets/call':>12} | {'15 separate s':>13} {'shared s':>9} {'speed-up':>8} | "
           f"{'ideal (MACs)':>12}  E : D : h : Df (GMAC/window)")
     for case in a.grid.split(';'):
         w, size, roi = case.split(':')
@@ -70,15 +76,16 @@ def main():
         model = build_model('full', 4, 4, widths, contrastive=a.contrastive).eval().to(a.device)
         image = torch.randn(4, size, size, size)
         masks = all_subsets()
-        separate = lambda: [predict_volume(model, image, m, roi=roi, device=a.device) for m in masks]
-        shared = lambda: predict_subsets(model, image, masks, roi=roi, subset_batch=a.subset_batch, device=a.device)
-        shared()                                           # warm-up
-        t_sep, t_sh, ratio = time_pair(separate, shared, a.repeats)
+        separate = lambda: [predict_volume(model, image, m, roi=roi, device=a.device, precision=a.precision) for m in masks]
         f = flop_model(model.cpu(), (roi,) * 3); model.to(a.device)
-        n_win = (1 + -(-(size - roi) // int(roi * 0.5))) ** 3 if size > roi else 1
+        n_win = window_count((size,) * 3, roi, len(widths))
         g = lambda v: f"{v / 1e9:.2f}"
-        print(f"{w:>16} {size:>5} {roi:>4} {n_win:>7} | {t_sep:>13.2f} {t_sh:>9.2f} {ratio:>7.2f}x | "
-              f"{f['ideal']:>11.2f}x  {g(f['E'])} : {g(f['D'])} : {g(f['h'])} : {g(f['Df'])}", flush=True)
+        shared = [lambda sb=sb: predict_subsets(model, image, masks, roi=roi, subset_batch=sb, device=a.device, precision=a.precision) for sb in batches]
+        shared[0]()                                        # warm-up
+        secs, ratios = time_group([separate] + shared, a.repeats)
+        for sb, t_sh, ratio in zip(batches, secs[1:], ratios[1:]):
+            print(f"{w:>16} {size:>5} {roi:>4} {n_win:>7} {sb:>12} | {secs[0]:>13.2f} {t_sh:>9.2f} {ratio:>7.2f}x | "
+                  f"{f['ideal']:>11.2f}x  {g(f['E'])} : {g(f['D'])} : {g(f['h'])} : {g(f['Df'])}", flush=True)
 
 
 if __name__ == '__main__': main()

@@ -56,6 +56,16 @@ def _skip(cell)->bool:
     "Cells the docs show without running: `#| eval: false` and `#| gpu`."
     return cell.cell_type == 'code' and bool(_SKIP.search(cell.source))
 
+def _notebook_bars():
+    "fastprogress as in Jupyter (HTML tables), not console text: what a notebook run in Jupyter stores."
+    import fastprogress.fastprogress as fp
+    fp.IN_NOTEBOOK, fp.master_bar, fp.progress_bar = True, fp.NBMasterBar, fp.NBProgressBar
+
+def _final_bars(outputs:list)->list:
+    "Jupyter updates a progress display in place; execnb appends every update: keep only what Jupyter would show at the end."
+    bar = lambda o: '<progress ' in ''.join(o.get('data', {}).get('text/html', ''))
+    return [o for o in outputs if not bar(o)]
+
 @call_parse
 def main(cmd:str,  # py2nb | nb2py | run
          src:str,  # source file
@@ -71,8 +81,11 @@ def main(cmd:str,  # py2nb | nb2py | run
     elif cmd == 'run':
         from execnb.shell import CaptureShell
         from execnb.shell import read_nb, write_nb
-        os.chdir(src.parent.resolve())
+        src = src.resolve()   # absolute: a notebook may change the working folder
+        os.chdir(src.parent)
         nb = read_nb(src.name)
+        _notebook_bars()
         CaptureShell().run_all(nb, exc_stop=True, preproc=_skip)
-        tmp = src.name + '.tmp'; write_nb(nb, tmp); os.replace(tmp, src.name)
+        for c in nb.cells: c.outputs = _final_bars(c.get('outputs', []))
+        tmp = str(src) + '.tmp'; write_nb(nb, tmp); os.replace(tmp, src)
     else: sys.exit(f"nbpy: unknown command {cmd!r}; expected py2nb, nb2py or run")
