@@ -86,6 +86,7 @@ def main(cmd:str,  # py2nb | nb2py | run
         nb = read_nb(src.name)
         _notebook_bars()
         CaptureShell().run_all(nb, exc_stop=True, preproc=_skip)
-        for c in nb.cells: c.outputs = _final_bars(c.get('outputs', []))
+        for c in nb.cells:
+            if c.cell_type == 'code': c.outputs = _final_bars(c.get('outputs', []))
         tmp = str(src) + '.tmp'; write_nb(nb, tmp); os.replace(tmp, src)
     else: sys.exit(f"nbpy: unknown command {cmd!r}; expected py2nb, nb2py or run")
