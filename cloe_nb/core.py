@@ -7,8 +7,8 @@ Docs: https://cloe-nb.github.io/cloe_nb/core.html.md"""
 # %% auto #0
 __all__ = ['BRATS_MODALITIES', 'PROSTATE_MODALITIES', 'MODALITY_NAMES', 'CONVENTIONS', 'modality_name', 'parse_subset',
            'subset_name', 'all_subsets', 'package_data', 'published_tables', 'demo_run', 'LabelConvention',
-           'get_convention', 'labels_to_classes', 'classes_to_labels', 'region_masks', 'region_probs', 'voxel_size',
-           'cli_errors', 'with_hint', 'writable_dir', 'make_temp', 'atomic_write', 'show_doc_renderer']
+           'get_convention', 'labels_to_classes', 'classes_to_labels', 'region_masks', 'voxel_size', 'cli_errors',
+           'quiet_fastai', 'with_hint', 'writable_dir', 'make_temp', 'atomic_write', 'save_json', 'show_doc_renderer']
 
 # %% ../nbs/00_core.ipynb #c0d10e52
 import json
@@ -17,8 +17,6 @@ from importlib.resources import files
 from itertools import combinations
 from pathlib import Path
 import numpy as np
-import torch
-from torch import Tensor
 
 # %% ../nbs/00_core.ipynb #3fa3e8de
 BRATS_MODALITIES = ('flair', 't1ce', 't1', 't2')  # tensor order of RFNet and of the paper's masks
@@ -163,15 +161,6 @@ def region_masks(classes:np.ndarray,  # class indices 0..C-1, shape (*spatial)
     classes = np.asarray(classes)
     return np.stack([np.isin(classes, cs) for cs in lc.region_classes.values()])
 
-def region_probs(probs:Tensor,  # class probabilities (B, C, *spatial)
-                 convention:str|LabelConvention='brats'  # which regions to build
-                )->Tensor:      # region probabilities (B, n_regions, *spatial)
-    "Probability of each region: the sum of its classes' probabilities."
-    import torch
-    lc = get_convention(convention)
-    if probs.shape[1] != lc.n_classes: raise ValueError(f"probs: {probs.shape[1]} channels, expected {lc.n_classes} classes of {lc.name!r}")
-    return torch.stack([probs[:, list(cs)].sum(1) for cs in lc.region_classes.values()], 1)
-
 # %% ../nbs/00_core.ipynb #af6a45a8
 def voxel_size(spacing,                 # '0.6,0.6,3.6', '1' (isotropic), a number, or three numbers, in mm
                expected:str="one voxel size or three comma-separated ones in mm (e.g. 0.6,0.6,3.6)"  # the error's hint
@@ -185,8 +174,7 @@ def voxel_size(spacing,                 # '0.6,0.6,3.6', '1' (isotropic), a numb
     return tuple(vals)
 
 # %% ../nbs/00_core.ipynb #5b0a3f1c
-import functools, os, stat, sys, warnings
-warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated', category=FutureWarning)  # raised by fastai's import
+import contextlib, functools, json, os, stat, sys, warnings
 _USER_ERRORS = (ValueError, OSError, KeyError, RuntimeError)  # OSError: missing files, permissions, a full disk, a read-only filesystem
 
 def cli_errors(func:callable  # a command-line entry point
@@ -202,6 +190,14 @@ def cli_errors(func:callable  # a command-line entry point
             print(f"{prog}: error: {msg}", file=sys.stderr)
             raise SystemExit(2)
     return _f
+
+# %% ../nbs/00_core.ipynb #7aa947b4
+@contextlib.contextmanager
+def quiet_fastai():
+    "Import fastai inside this block: PyTorch's `torch.jit.script` deprecation warning, raised by fastai's code, is hidden."
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated', category=FutureWarning)
+        yield
 
 # %% ../nbs/00_core.ipynb #d334954d
 def with_hint(err:Exception,  # the error to extend (not modified)
@@ -278,6 +274,13 @@ def atomic_write(path:str|Path,  # destination file; its folder is created if ne
             err.errno = e.errno; raise err from e
         raise
     return path
+
+# %% ../nbs/00_core.ipynb #4d02a790
+def save_json(obj:dict,      # JSON-able data
+              path:str|Path  # destination file
+             )->Path:        # the destination
+    "Write `obj` as indented JSON through `atomic_write`: a reader never sees half a file."
+    return atomic_write(path, lambda tmp: open(tmp, 'w', encoding='utf-8').write(json.dumps(obj, indent=2)))
 
 # %% ../nbs/00_core.ipynb #c2da084a
 def show_doc_renderer(sym,                  # the class or function to document

@@ -6,9 +6,9 @@ Docs: https://cloe-nb.github.io/cloe_nb/metrics.html.md"""
 
 # %% auto #0
 __all__ = ['HD95_EMPTY', 'HD95_DEFINITIONS', 'dice_scores', 'check_hd95', 'surface_distances', 'hd95_scores',
-           'postprocess_small_region', 'score_case', 'score_volumes', 'region_dice', 'region_dice_metrics',
-           'subset_table', 'published_table', 'compare_with_published', 'write_atomic', 'table_to_markdown',
-           'write_table']
+           'postprocess_small_region', 'score_case', 'score_volumes', 'region_probs', 'region_dice',
+           'region_dice_metrics', 'subset_table', 'published_table', 'compare_with_published', 'write_atomic',
+           'table_to_markdown', 'write_table']
 
 # %% ../nbs/31_metrics.ipynb #7e17399e
 import os, tempfile, warnings
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from monai.metrics import compute_dice, compute_hausdorff_distance
 from .core import (atomic_write, BRATS_MODALITIES, PROSTATE_MODALITIES, LabelConvention, get_convention, region_masks,
-                          region_probs, labels_to_classes, parse_subset, subset_name, all_subsets, published_tables)
+                          labels_to_classes, parse_subset, subset_name, all_subsets, published_tables)
 
 # %% ../nbs/31_metrics.ipynb #bbc8adc1
 def dice_scores(pred_masks:np.ndarray,  # predicted region masks, bool (n_regions, *spatial)
@@ -176,6 +176,15 @@ def score_volumes(pred_labels:np.ndarray,  # predicted segmentation in stored la
     lc = get_convention(convention)
     return score_case(labels_to_classes(pred, lc, f"{source} prediction"), labels_to_classes(truth, lc, f"{source} truth"),
                       lc, spacing, et_threshold, source, hd95)
+
+# %% ../nbs/31_metrics.ipynb #d56913b1
+def region_probs(probs:torch.Tensor,  # class probabilities (B, C, *spatial)
+                 convention:str|LabelConvention='brats'  # which regions to build
+                )->torch.Tensor:  # region probabilities (B, n_regions, *spatial)
+    "Probability of each region: the sum of its classes' probabilities."
+    lc = get_convention(convention)
+    if probs.shape[1] != lc.n_classes: raise ValueError(f"probs: {probs.shape[1]} channels, expected {lc.n_classes} classes of {lc.name!r}")
+    return torch.stack([probs[:, list(cs)].sum(1) for cs in lc.region_classes.values()], 1)
 
 # %% ../nbs/31_metrics.ipynb #a8b1d799
 def region_dice(logits:torch.Tensor,  # network output (B, C, *spatial): logits or probabilities
