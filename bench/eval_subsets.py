@@ -11,8 +11,9 @@ sum_A |A| = 32 encoders and 32 expert decoders, 15 region heads and 15 fusion de
 4 encoders, 4 expert decoders, 15 region heads and 15 fusion decoders (batched). The fusion decoder is per subset
 by construction (the fused features differ per subset), so it bounds the speed-up.
 """
-import argparse, statistics, time
+import statistics, time
 import torch
+from fastcore.script import call_parse
 from cloe_nb.core import all_subsets
 from cloe_nb.model import build_model
 from cloe_nb.inference import predict_volume, predict_subsets, window_count
@@ -49,43 +50,38 @@ def time_group(fs:list, repeats:int)->tuple:
     return [statistics.median(t) for t in ts], [statistics.median(a / b for a, b in zip(ts[0], t)) for t in ts]
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('--grid', default='4,8,16,32:96:64;4,8,16,32:64:64;16,32,64,128:64:64',
-                    help='cases "widths:size:roi" separated by ";"')
-    ap.add_argument('--repeats', type=int, default=3)
-    ap.add_argument('--threads', type=int, default=1, help='torch CPU threads (1: stable numbers on a shared machine)')
-    ap.add_argument('--device', default='cpu')
-    ap.add_argument('--subset-batch', default='1,15', help='subsets per fusion-decoder call, one or several: 1,5,15 (each timed)')
-    ap.add_argument('--precision', default='fp32', help="fp32 or bf16, for both the shared and the separate passes")
-    ap.add_argument('--contrastive', action='store_true', help='build the model with the L_con head, as training does '
-                    '(inference never runs it: predict_volume and predict_subsets use CLoE.experts and CLoE.fuse_experts)')
-    a = ap.parse_args()
-    torch.set_num_threads(a.threads)
+@call_parse
+def main(grid:str='4,8,16,32:96:64;4,8,16,32:64:64;16,32,64,128:64:64',  # cases "widths:size:roi" separated by ";"
+         repeats:int=3,        # interleaved repeats (medians reported)
+         threads:int=1,        # torch CPU threads (1: stable numbers on a shared machine)
+         device:str='cpu',     # torch device
+         subset_batch:str='1,15',  # subsets per fusion-decoder call, one or several: 1,5,15 (each timed)
+         precision:str='fp32', # fp32 or bf16, for both the shared and the separate passes
+         contrastive:bool=False):  # build the model with the L_con head, as training does (inference never runs it)
+    "Time the 15 subsets of one volume: shared encoder/expert work against 15 separate sliding-window passes."
+    torch.set_num_threads(threads)
     import os, platform
-    batches = [int(b) for b in a.subset_batch.split(',')]
+    batches = [int(b) for b in subset_batch.split(',')]
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} | {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"load {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    print(f"device {a.device}, {a.threads} thread(s), {a.precision}, medians of {a.repeats} interleaved repeats (speed-up: median of per-repeat ratios), contrastive head {'on' if a.contrastive else 'off'}")
+    print(f"device {device}, {threads} thread(s), {precision}, medians of {repeats} interleaved repeats (speed-up: median of per-repeat ratios), contrastive head {'on' if contrastive else 'off'}")
     print(f"{'widths':>16} {'size':>5} {'roi':>4} {'windows':>7} {'subsets/call':>12} | {'15 separate s':>13} {'shared s':>9} {'speed-up':>8} | "
           f"{'ideal (MACs)':>12}  E : D : h : Df (GMAC/window)")
-    for case in a.grid.split(';'):
+    for case in grid.split(';'):
         w, size, roi = case.split(':')
         widths, size, roi = tuple(int(v) for v in w.split(',')), int(size), int(roi)
         torch.manual_seed(0)
-        model = build_model('full', 4, 4, widths, contrastive=a.contrastive).eval().to(a.device)
+        model = build_model('full', 4, 4, widths, contrastive=contrastive).eval().to(device)
         image = torch.randn(4, size, size, size)
         masks = all_subsets()
-        separate = lambda: [predict_volume(model, image, m, roi=roi, device=a.device, precision=a.precision) for m in masks]
-        f = flop_model(model.cpu(), (roi,) * 3); model.to(a.device)
+        separate = lambda: [predict_volume(model, image, m, roi=roi, device=device, precision=precision) for m in masks]
+        f = flop_model(model.cpu(), (roi,) * 3); model.to(device)
         n_win = window_count((size,) * 3, roi, len(widths))
         g = lambda v: f"{v / 1e9:.2f}"
-        shared = [lambda sb=sb: predict_subsets(model, image, masks, roi=roi, subset_batch=sb, device=a.device, precision=a.precision) for sb in batches]
+        shared = [lambda sb=sb: predict_subsets(model, image, masks, roi=roi, subset_batch=sb, device=device, precision=precision) for sb in batches]
         shared[0]()                                        # warm-up
-        secs, ratios = time_group([separate] + shared, a.repeats)
+        secs, ratios = time_group([separate] + shared, repeats)
         for sb, t_sh, ratio in zip(batches, secs[1:], ratios[1:]):
             print(f"{w:>16} {size:>5} {roi:>4} {n_win:>7} {sb:>12} | {secs[0]:>13.2f} {t_sh:>9.2f} {ratio:>7.2f}x | "
                   f"{f['ideal']:>11.2f}x  {g(f['E'])} : {g(f['D'])} : {g(f['h'])} : {g(f['Df'])}", flush=True)
 
-
-if __name__ == '__main__': main()

@@ -15,7 +15,8 @@ A configuration is an ablation/baseline name of `cloe_nb.model`, optionally with
 `full+raw` (the paper-literal gate input), `full+centered`, `full+pc` (training-time corruption, p = 0.3),
 `full+fastai` (fastai's Adam instead of RFNet's), `full+nocon` (no L_con: beta = 0).
 """
-import argparse, json, os, platform, subprocess, time
+import json, os, platform, subprocess, time
+from fastcore.script import call_parse
 from datetime import date
 from pathlib import Path
 import numpy as np
@@ -110,36 +111,35 @@ three Avg columns.
 """
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--out', default='bench/results/science')
-    p.add_argument('--configs', default=DEFAULT_CONFIGS)
-    p.add_argument('--seeds', default='0,1,2')
-    p.add_argument('--n-train', type=int, default=20, help='phantom cases in the training pool (4/5 train, 1/5 validation)')
-    p.add_argument('--n-test', type=int, default=5, help='held-out phantom cases')
-    p.add_argument('--size', type=int, default=64, help='phantom volume side (the CPU demo: 64)')
-    p.add_argument('--epochs', type=int, default=8)
-    p.add_argument('--patch', type=int, default=48, help='training patch side (the CPU demo: 48)')
-    p.add_argument('--iters', type=int, default=20, help='iterations per epoch')
-    p.add_argument('--eval-roi', type=int, default=64, help='evaluation window (64: one window covers a cropped 64³ phantom)')
-    p.add_argument('--seed-major', action='store_true', help='run all configurations of a seed before the next seed (default: all seeds of a configuration first)')
-    p.add_argument('--table-only', action='store_true')
-    a = p.parse_args()
-    out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
+@call_parse
+def main(out:str='bench/results/science',  # results folder (records.jsonl, table.md, the phantom data)
+         configs:str=DEFAULT_CONFIGS,      # configurations, comma-separated
+         seeds:str='0,1,2',                # training seeds, comma-separated
+         n_train:int=20,                   # phantom cases in the training pool (4/5 train, 1/5 validation)
+         n_test:int=5,                     # held-out phantom cases
+         size:int=64,                      # phantom volume side (the CPU demo: 64)
+         epochs:int=8,                     # training epochs
+         patch:int=48,                     # training patch side (the CPU demo: 48)
+         iters:int=20,                     # iterations per epoch
+         eval_roi:int=64,                  # evaluation window (64: one window covers a cropped 64³ phantom)
+         seed_major:bool=False,            # all configurations of a seed before the next seed (default: by configuration)
+         table_only:bool=False):           # only rebuild the table from records.jsonl
+    "Train every configuration on the same phantom data, seeds and step budget; tabulate Dice and gate behaviour."
+    out = Path(out); out.mkdir(parents=True, exist_ok=True)
     rec_path = out/'records.jsonl'
     records = [json.loads(l) for l in rec_path.read_text().splitlines()] if rec_path.exists() else []
     done = {(r['config'], r['seed']) for r in records}
-    budget = dict(epochs=a.epochs, iters_per_epoch=a.iters, patch=a.patch, widths='8,16,32,64', bs=2, lr=3e-3, fg_ratio=0.8, p_full=0.5)
-    head = (f"# science benchmark, {date.today()}\n# {machine_line()}\n# data: {a.n_train} training-pool + {a.n_test} held-out phantom cases at {a.size}³ "
-            f"(dataset seeds {DATA_SEEDS}); budget {a.epochs} epochs x {a.iters} iterations, {budget}; evaluation window {a.eval_roi}\n")
-    if not a.table_only:
-        train_cache, test_cache = make_data(out/'data', a.n_train, a.n_test, a.size)
-        configs, seeds = a.configs.split(','), [int(s) for s in a.seeds.split(',')]
-        order = [(c, s) for s in seeds for c in configs] if a.seed_major else [(c, s) for c in configs for s in seeds]
+    budget = dict(epochs=epochs, iters_per_epoch=iters, patch=patch, widths='8,16,32,64', bs=2, lr=3e-3, fg_ratio=0.8, p_full=0.5)
+    head = (f"# science benchmark, {date.today()}\n# {machine_line()}\n# data: {n_train} training-pool + {n_test} held-out phantom cases at {size}³ "
+            f"(dataset seeds {DATA_SEEDS}); budget {epochs} epochs x {iters} iterations, {budget}; evaluation window {eval_roi}\n")
+    if not table_only:
+        train_cache, test_cache = make_data(out/'data', n_train, n_test, size)
+        configs, seeds = configs.split(','), [int(s) for s in seeds.split(',')]
+        order = [(c, s) for s in seeds for c in configs] if seed_major else [(c, s) for c in configs for s in seeds]
         for name, seed in order:
             if (name, seed) in done: continue
             t0 = time.time()
-            rec = run_one(name, seed, train_cache, test_cache, out, budget, a.eval_roi)
+            rec = run_one(name, seed, train_cache, test_cache, out, budget, eval_roi)
             records.append(rec)
             with open(rec_path, 'a') as f: f.write(json.dumps(rec) + '\n')
             print(f"{name} seed {seed}: {time.time() - t0:.0f} s, {json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in rec.items()})}", flush=True)
@@ -149,5 +149,3 @@ def main():
     (out/'table.md').write_text(text)
     print(text)
 
-
-if __name__ == '__main__': main()

@@ -2,7 +2,7 @@
 """Benchmark: one CLoE training step (forward + loss, backward, Adam) at several patch sizes, against the
 all-encoders-always formulation (every modality encoded and decoded, missing ones zeroed afterwards, as RFNet does)
 at equal widths, under uniform modality-subset sampling. Prints medians of repeats: seconds (wall and CPU),
-peak memory, FLOPs per step (torch.utils.flop_counter) and the CLoE / all-encoders ratios (goal <= 0.8x).
+peak memory, FLOPs per step (torch.utils.flop_counter) and the CLoE / all-encoders ratios.
 
     python bench/train_step.py                                  # 32/48/64, widths 8-16-32-64, bs 2, CPU
     python bench/train_step.py --sizes 112 --widths 16,32,64,128 --bs 1 --device cuda --amp bf16
@@ -15,7 +15,8 @@ Timed steps are stratified the same way: `repeats` steps for each |A| = 1..M (wh
 medians weighted by C(M, k) / (2^M - 1) give the expected step under uniform sampling. (A handful of random draws
 would make the ratio depend on the draw: at batch 1 three steps may average |A| = 3.3 instead of 32/15 = 2.13.)
 """
-import argparse, math, os, resource, statistics, sys, time, platform, datetime
+import math, os, resource, statistics, sys, time, platform, datetime
+from fastcore.script import call_parse
 import multiprocessing as mp
 
 FORMULATIONS = ('cloe', 'all')
@@ -224,7 +225,7 @@ def bench(sizes=(32, 48, 64), widths=(8, 16, 32, 64), bs:int=2, repeats:int=5, f
                 if c['flops_at'] and c['flops_at'] != size:
                     printer(f"{'':>4} * counted at {c['flops_at']}³ and scaled by (size/{c['flops_at']})³")
                 printer(f"{'':>4} CLoE / all-encoders at {size}³ ({variant}): step {c['step'] / a['step']:.2f}x wall, "
-                        f"{c['cpu'] / a['cpu']:.2f}x CPU time{fr}  (goal <= 0.8x)")
+                        f"{c['cpu'] / a['cpu']:.2f}x CPU time{fr}")
     return rows
 
 
@@ -248,31 +249,27 @@ def read_table(path)->list:
 def _ints(s): return tuple(int(v) for v in s.replace('-', ',').split(',') if v)
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('--sizes', default='32,48,64', help='cubic patch sides, e.g. 32,48,64,96,112')
-    ap.add_argument('--widths', default='8,16,32,64')
-    ap.add_argument('--bs', type=int, default=2)
-    ap.add_argument('--repeats', type=int, default=5)
-    ap.add_argument('--formulations', default='cloe,all', help="cloe, all (all-encoders-always) or both")
-    ap.add_argument('--variants', default='split+cl', help=f"comma list of {VARIANTS}: the optimisations one by one")
-    ap.add_argument('--device', default='cpu')
-    ap.add_argument('--threads', type=int, default=0, help='torch threads (0: torch default)')
-    ap.add_argument('--amp', default='none', choices=('none', 'bf16', 'fp16'), help='autocast dtype (fp16: what a T4 trains in; no loss scaling here)')
-    ap.add_argument('--compile', action='store_true', help='torch.compile the model')
-    ap.add_argument('--checkpoint', action='store_true', help='activation checkpointing (cloe_nb.blocks.set_checkpointing)')
-    ap.add_argument('--no-flops', dest='flops', action='store_false', help='skip the FLOP count')
-    ap.add_argument('--flops-at', type=int, default=64, help='count FLOPs at this size when larger and scale by the voxel count')
-    ap.add_argument('--subsets', default='uniform', choices=('uniform', 'full'),
-                    help="uniform subset sampling (the paper's protocol) or every modality (the memory worst case)")
-    ap.add_argument('--seed', type=int, default=0)
-    ap.add_argument('--omp-wait', default='PASSIVE', help="OMP_WAIT_POLICY of the measuring processes ('' keeps the environment's); "
-                    "PASSIVE stops idle OpenMP threads spinning, which on a shared or oversubscribed CPU costs 2-3x")
-    a = ap.parse_args()
-    bench(_ints(a.sizes), _ints(a.widths), a.bs, a.repeats, tuple(a.formulations.split(',')), tuple(a.variants.split(',')),
-          a.device, a.threads, a.amp, a.compile, a.checkpoint, a.flops, a.seed, omp_wait=a.omp_wait or None,
-          subsets=a.subsets, flops_at=a.flops_at)
+@call_parse
+def main(sizes:str='32,48,64',      # cubic patch sides, e.g. 32,48,64,96,112
+         widths:str='8,16,32,64',   # encoder widths
+         bs:int=2,                  # batch size
+         repeats:int=5,             # timed steps (medians reported)
+         formulations:str='cloe,all',  # cloe, all (all-encoders-always) or both
+         variants:str='split+cl',   # comma list of VARIANTS: the optimisations one by one
+         device:str='cpu',          # torch device
+         threads:int=0,             # torch threads (0: torch default)
+         amp:str='none',            # autocast dtype: none, bf16 or fp16 (what a T4 trains in; no loss scaling here)
+         compile:bool=False,        # torch.compile the model
+         checkpoint:bool=False,     # activation checkpointing (cloe_nb.blocks.set_checkpointing)
+         flops:bool=True,           # count FLOPs (--no-flops skips the count)
+         flops_at:int=64,           # count FLOPs at this size when larger and scale by the voxel count
+         subsets:str='uniform',     # uniform subset sampling (the paper's protocol) or full (the memory worst case)
+         seed:int=0,                # random seed
+         omp_wait:str='PASSIVE'):   # OMP_WAIT_POLICY of the measuring processes ('': the environment's); PASSIVE: no spinning
+    "Time one training step of CLoE against the all-encoders formulation: seconds, peak memory, FLOPs."
+    if amp not in ('none', 'bf16', 'fp16'): raise SystemExit(f"--amp: expected none, bf16 or fp16, got {amp!r}")
+    if subsets not in ('uniform', 'full'): raise SystemExit(f"--subsets: expected uniform or full, got {subsets!r}")
+    bench(_ints(sizes), _ints(widths), bs, repeats, tuple(formulations.split(',')), tuple(variants.split(',')),
+          device, threads, amp, compile, checkpoint, flops, seed, omp_wait=omp_wait or None,
+          subsets=subsets, flops_at=flops_at)
 
-
-if __name__ == '__main__':
-    main()

@@ -1,4 +1,4 @@
-"""Random 112³ patches, flips and intensity jitter with MONAI, served from the preprocessing cache as fastai `DataLoaders`.
+"""Random 112³ patches, flips and intensity jitter with MONAI, from the preprocessing cache as fastai `DataLoaders`.
 
 Docs: https://cloe-nb.github.io/cloe_nb/augment.html.md"""
 
@@ -22,17 +22,18 @@ from torch.utils.data import Dataset
 from monai.transforms import (Compose, RandSpatialCropd, RandCropByPosNegLabeld, SpatialPadd, SpatialCropd,
                               RandFlipd, RandScaleIntensityd, RandShiftIntensityd)
 from monai.data import get_track_meta, set_track_meta
-from fastai.data.core import DataLoaders, TfmdDL
-from fastai.torch_core import TensorBase
-from fastai.imports import dispatch
 from fasttransform import ItemTransform
-from .core import BRATS_MODALITIES, PROSTATE_MODALITIES, get_convention, modality_name
-from .preprocess import CacheEntry, load_cache
-from .datasets import kfold_split
+from .core import BRATS_MODALITIES, PROSTATE_MODALITIES, get_convention, modality_name, quiet_fastai
+with quiet_fastai():
+    from fastai.data.core import DataLoaders, TfmdDL
+    from fastai.torch_core import TensorBase
+    from fastai.imports import dispatch
+from .preprocess import CacheEntry, bounding_box, load_cache
+from .datasets import held_out
 
 # %% ../nbs/04_augment.ipynb #2ee2b6b6
 def train_transforms(patch:int|tuple=112,  # patch size (one int for a cube)
-                     fg_ratio:float=0.,    # probability that a crop is centred on a foreground voxel; 0 = uniform (RFNet)
+                     fg_ratio:float=0.,    # probability of a crop centred on a foreground voxel; 0: uniform (RFNet)
                      flip_prob:float=0.5,  # probability of a flip, per axis
                      scale:float=0.1,      # per-channel intensity scale factor range: x * (1 + U(-scale, scale))
                      shift:float=0.1       # per-channel intensity offset range: + U(-shift, shift)
@@ -45,7 +46,8 @@ def train_transforms(patch:int|tuple=112,  # patch size (one int for a cube)
             if fg_ratio > 0 else RandSpatialCropd(keys, patch, random_size=False))
     return Compose([crop, SpatialPadd(keys, patch),
                     *[RandFlipd(keys, prob=flip_prob, spatial_axis=a) for a in range(3)],
-                    RandScaleIntensityd('image', factors=scale, prob=1., channel_wise=True, dtype=None),  # keep float16
+                    # keep float16
+                    RandScaleIntensityd('image', factors=scale, prob=1., channel_wise=True, dtype=None),
                     RandShiftIntensityd('image', offsets=shift, prob=1., channel_wise=True)])
 
 # %% ../nbs/04_augment.ipynb #41c91165
@@ -89,16 +91,15 @@ to_train_types = TrainTypes()   # without tags: `show_batch` assumes BraTS for 4
 def center_crop_box(shape:tuple,   # spatial shape of the volume
                     center:tuple,  # wanted centre voxel
                     patch:tuple    # patch size
-                   )->tuple:       # (start, end) voxel corners, the box inside the volume (clipped where the volume is smaller)
+                   )->tuple:       # (start, end) corners of the box inside the volume (clipped if it is smaller)
     "A patch-sized box around `center`, shifted to lie inside the volume."
     start = [int(min(max(c - p // 2, 0), max(s - p, 0))) for s, c, p in zip(shape, center, patch)]
     return start, [min(b + p, s) for b, p, s in zip(start, patch, shape)]
 
 def _foreground_center(label, shape):
-    if label is not None:
-        nz = [np.flatnonzero(np.asarray(label).any(axis=tuple(a for a in range(3) if a != ax))) for ax in range(3)]
-        if all(len(i) for i in nz): return [(int(i[0]) + int(i[-1])) // 2 for i in nz]
-    return [s // 2 for s in shape]
+    "Centre voxel of the label's bounding box (`bounding_box`); the volume's centre without label or foreground."
+    box = None if label is None else bounding_box(label)
+    return [s // 2 for s in shape] if box is None else [(a + b - 1) // 2 for a, b in box]
 
 # %% ../nbs/04_augment.ipynb #b35b8ba7
 class PatchDataset(Dataset):
@@ -112,7 +113,8 @@ class PatchDataset(Dataset):
                  **tfm_kwargs):        # passed to `train_transforms` (flip_prob, scale, shift)
         if not entries: raise ValueError("entries: no cases; expected at least one labelled cache entry")
         nolab = [e.id for e in entries if not e.meta['has_label']]
-        if nolab: raise ValueError(f"entries: {len(nolab)} case(s) without label, e.g. {nolab[:3]}; expected labelled cases for training/validation")
+        if nolab: raise ValueError(f"entries: {len(nolab)} case(s) without label, e.g. {nolab[:3]}; expected labelled "
+                                   "cases for training/validation")
         self.entries, self.train, self.seed, self.fg_ratio = list(entries), train, seed, fg_ratio
         self.patch = (patch,) * 3 if isinstance(patch, int) else tuple(patch)
         self.length = length or len(self.entries)
@@ -146,7 +148,8 @@ class PatchDataset(Dataset):
         e = self.entries[i % len(self.entries)]
         d = dict(image=e.image, label=e.label[None])
         if not self.train:
-            start, end = center_crop_box(d['image'].shape[1:], _foreground_center(e.label, d['image'].shape[1:]), self.patch)
+            shape = d['image'].shape[1:]
+            start, end = center_crop_box(shape, _foreground_center(e.label, shape), self.patch)
             return _as_batch_item(self.pad(SpatialCropd(['image', 'label'], roi_start=start, roi_end=end)(d)))
         tfm = self._transforms()
         tfm.set_random_state(seed=int(np.random.SeedSequence([self.seed, epoch, i]).generate_state(1)[0]))
@@ -171,7 +174,7 @@ def _bias_field(shape, strength, generator):
 def corrupt_modality(x:Tensor,                   # (*spatial) one modality of one case (z-scored)
                      kind:str,                   # 'noise', 'flip' or 'bias'
                      mask:Tensor|None=None,      # (*spatial) bool, where the brain is; None: the nonzero voxels
-                     strength:float|None=None,   # noise std in units of the modality's std (1), or bias range factor (3)
+                     strength:float|None=None,   # noise std in the modality's stds (1), or bias range factor (3)
                      generator:torch.Generator|None=None  # RNG; None: torch's global one
                     )->Tensor:                   # a corrupted copy of x, same shape and dtype
     "A corrupted copy of one modality: Gaussian noise in the brain, a left-right flip, or a strong bias field."
@@ -213,7 +216,7 @@ class ThreadedDataLoader(TfmdDL):
         self.threads, self.epoch = threads, 0
 
     def new(self, dataset=None, cls=None, **kwargs):
-        "A copy with some arguments changed (fastai's `test_dl`, `get_preds` and `export` use it), with the same threads."
+        "A copy with some arguments changed (for fastai's `test_dl`, `get_preds`, `export`), with the same threads."
         return super().new(dataset, cls, **{'threads': self.threads, **kwargs})
 
     def create_batches(self, samps):
@@ -227,37 +230,41 @@ class ThreadedDataLoader(TfmdDL):
 def _pick(entries, ids, what):
     by_id = {e.id: e for e in entries}
     missing = [i for i in ids if i not in by_id]
-    if missing: raise ValueError(f"{what}: {len(missing)} id(s) not in the cache (or without label), e.g. {missing[:3]}")
+    if missing:
+        raise ValueError(f"{what}: {len(missing)} id(s) not in the cache (or without label), e.g. {missing[:3]}")
     return [by_id[i] for i in ids]
 
 def cloe_dataloaders(cache:str|Path|list,       # a cache folder (see `cloe-prepare`) or a list of `CacheEntry`
                      train_ids:list|None=None,  # training case ids; default: labelled cases not in `valid_ids`
-                     valid_ids:list|None=None,  # validation case ids; default: fold 0 of a seeded 5-fold split
+                     valid_ids:list|None=None,  # validation case ids; default: a seeded 20% (`held_out`)
                      patch:int|tuple=112,       # patch size
                      bs:int=1,                  # batch size
                      iters_per_epoch:int|None=None,  # training batches per epoch; default: one patch per training case
                      num_workers:int|None=None, # loader threads; None = min(CPU count, 4); 0 = in the training thread
                      seed:int=0,                # seed of the split, the shuffling and the augmentations
-                     fg_ratio:float=0.,         # probability of a foreground-centred training crop (0 = RFNet's uniform crops)
+                     fg_ratio:float=0.,         # probability of a foreground-centred crop (0: RFNet's uniform crops)
                      device:str|torch.device|None=None,  # where batches go; None = fastai's default (GPU if any)
                      **tfm_kwargs               # passed to `train_transforms` (flip_prob, scale, shift)
-                    )->DataLoaders:             # train and valid loaders; batches `(image (B,M,D,H,W) float32, label (B,1,D,H,W) int64)`
+                    )->DataLoaders:             # batches (image (B,M,D,H,W) float32, label (B,1,D,H,W) int64)
     "fastai DataLoaders of augmented training patches and fixed validation patches from a preprocessing cache."
     entries = load_cache(cache) if isinstance(cache, (str, Path)) else list(cache)
     labelled = [e for e in entries if e.meta['has_label']]
-    if not labelled: raise ValueError(f"cache: none of its {len(entries)} cases has a label; expected labelled cases to train on")
+    if not labelled: raise ValueError(f"cache: none of its {len(entries)} cases has a label; expected labelled cases "
+                                      "to train on")
     ids = [e.id for e in labelled]
-    if valid_ids is None: valid_ids = [] if train_ids is not None else kfold_split(ids, 5, 0, seed)['val'] if len(ids) >= 5 else ids[-1:]
+    if valid_ids is None: valid_ids = [] if train_ids is not None else held_out(ids, 0.2, seed)
     if train_ids is None: train_ids = [i for i in ids if i not in set(valid_ids)]
     overlap = sorted(set(train_ids) & set(valid_ids))
-    if overlap: raise ValueError(f"train_ids/valid_ids: {len(overlap)} case(s) in both, e.g. {overlap[:3]}; expected disjoint sets")
+    if overlap: raise ValueError(f"train_ids/valid_ids: {len(overlap)} case(s) in both, e.g. {overlap[:3]}; expected "
+                                 "disjoint sets")
     train, valid = _pick(labelled, train_ids, 'train_ids'), _pick(labelled, valid_ids, 'valid_ids')
     if not train: raise ValueError("train_ids: no training cases left; expected at least one")
     n = (iters_per_epoch or -(-len(train) // bs)) * bs
     if num_workers is None: num_workers = min(os.cpu_count() or 1, 4)
     if num_workers < 0: raise ValueError(f"num_workers: {num_workers}; expected 0 or more loader threads")
     pin, types = torch.cuda.is_available(), TrainTypes(train[0].meta['modalities'], train[0].meta['convention'])
-    tdl = ThreadedDataLoader(PatchDataset(train, patch, True, n, fg_ratio, seed, **tfm_kwargs), threads=num_workers, bs=bs,
+    tdl = ThreadedDataLoader(PatchDataset(train, patch, True, n, fg_ratio, seed, **tfm_kwargs), threads=num_workers,
+                             bs=bs,
                              shuffle=True, pin_memory=pin, after_batch=types)
     tdl.rng = random.Random(seed)
     vdl = ThreadedDataLoader(PatchDataset(valid, patch, False) if valid else [], threads=min(num_workers, 2), bs=bs,
@@ -281,7 +288,8 @@ def _draw_label(ax, lab, cmap, image=None, title=None):
     "A class map alone (background black) or over an image (background transparent)."
     if image is not None: ax.imshow(image, cmap='gray')
     masked = np.ma.masked_equal(lab, 0) if image is not None else lab
-    ax.imshow(masked, cmap=cmap, vmin=0, vmax=cmap.N - 1, interpolation='nearest', alpha=0.6 if image is not None else 1.)
+    ax.imshow(masked, cmap=cmap, vmin=0, vmax=cmap.N - 1, interpolation='nearest',
+              alpha=0.6 if image is not None else 1.)
     ax.set_title(title or '', fontsize=8); ax.axis('off')
 
 def _legend(fig, names, cmap):
@@ -298,7 +306,14 @@ def _axes(ctxs, rows, cols, figsize):
 
 def _tags(x, M):
     tags = getattr(x, 'modalities', None)
-    return tuple(tags) if tags else BRATS_MODALITIES if M == 4 else PROSTATE_MODALITIES if M == 2 else tuple(f'm{i}' for i in range(M))
+    if tags: return tuple(tags)
+    return BRATS_MODALITIES if M == 4 else PROSTATE_MODALITIES if M == 2 else tuple(f'm{i}' for i in range(M))
+
+def _layout(x, y, samples, max_n, ctxs, figsize, cols=None)->tuple:
+    "(rows, modality tags, convention, axes, class colours) of a batch figure; `cols` None: modalities + label."
+    n, tags = min(len(samples), max_n), _tags(x, x.shape[1])
+    lc = get_convention(getattr(y, 'convention', None) or 'brats')
+    return n, tags, lc, _axes(ctxs, n, cols or len(tags) + 1, figsize), _class_colours(lc.n_classes)
 
 
 # %% ../nbs/04_augment.ipynb #65d178e0
@@ -312,9 +327,7 @@ def show_batch(x:TensorVolumes,    # (B, M, D, H, W) images of the batch
                figsize=None,       # figure size; None: 1.7 inches per panel
                **kwargs)->list:    # the axes drawn on
     "Each sample's modalities (middle axial slice) and its label map, with a legend of the classes."
-    n, tags = min(len(samples), max_n), _tags(x, x.shape[1])
-    lc = get_convention(getattr(y, 'convention', None) or 'brats')
-    axs, cmap = _axes(ctxs, n, len(tags) + 1, figsize), _class_colours(lc.n_classes)
+    n, tags, lc, axs, cmap = _layout(x, y, samples, max_n, ctxs, figsize)
     for r, (img, lab) in enumerate(list(samples)[:n]):
         row = axs[r * (len(tags) + 1):(r + 1) * (len(tags) + 1)]
         for ax, m, tag in zip(row, _axial(img, index), tags):
@@ -324,8 +337,7 @@ def show_batch(x:TensorVolumes,    # (B, M, D, H, W) images of the batch
     return axs
 
 @dispatch
-def show_results(x:TensorVolumes,   # (B, M, D, H, W) images of the batch
-                 y:TensorLabelMap,  # (B, 1, D, H, W) their labels
+def show_results(x:TensorVolumes, y:TensorLabelMap,  # the batch: images (B, M, D, H, W), labels (B, 1, D, H, W)
                  samples,           # fastai's (image, label) per sample
                  outs,              # fastai's (predicted label map,) per sample
                  *, ctxs=None,      # 3 axes per sample; None: a new figure
@@ -335,9 +347,7 @@ def show_results(x:TensorVolumes,   # (B, M, D, H, W) images of the batch
                  figsize=None,      # figure size; None: 1.7 inches per panel
                  **kwargs)->list:   # the axes drawn on
     "Per sample: one modality, the true label map and the predicted one over it (middle axial slice)."
-    n, tags = min(len(samples), max_n), _tags(x, x.shape[1])
-    lc = get_convention(getattr(y, 'convention', None) or 'brats')
-    axs, cmap = _axes(ctxs, n, 3, figsize), _class_colours(lc.n_classes)
+    n, tags, lc, axs, cmap = _layout(x, y, samples, max_n, ctxs, figsize, cols=3)
     for r, ((img, lab), out) in enumerate(list(zip(samples, outs))[:n]):
         a0, a1, a2 = axs[3 * r:3 * r + 3]
         base = _axial(img[modality], index)

@@ -1,4 +1,4 @@
-"""The building blocks of CLoE: per-modality 3D encoders with multi-scale features, the U-Net decoder used both as the shared expert decoder and as the fusion decoder, and the region head.
+"""Per-modality 3D encoders with multi-scale features, the U-Net decoder (for experts and fusion), the region head.
 
 Docs: https://cloe-nb.github.io/cloe_nb/blocks.html.md"""
 
@@ -12,7 +12,8 @@ import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint as _checkpoint
-from monai.networks.blocks import Convolution
+from collections import OrderedDict
+from monai.networks.blocks import ADN
 
 # %% ../nbs/10_blocks.ipynb #e1ffa2b0
 def _native_cpu_path(conv:nn.Conv3d, x:Tensor)->bool:
@@ -21,43 +22,46 @@ def _native_cpu_path(conv:nn.Conv3d, x:Tensor)->bool:
             and not isinstance(conv.padding, str) and x.shape[1] * x.shape[2] * x.shape[3] <= 20480)
 
 def _depth_halves(conv:nn.Conv3d, x:Tensor)->Tensor|None:
-    "The convolution of a batch of one as a batch of two overlapping depth halves; None if the output depth is odd."
+    "A batch of one convolved as a batch of two overlapping depth halves; None if the output depth is odd."
     k, s, p, d = conv.kernel_size[0], conv.stride[0], conv.padding[0], conv.dilation[0]
     span = d * (k - 1) + 1                                       # input rows one output row sees
     xp = F.pad(x, (0, 0, 0, 0, p, p))                            # depth padding done here, H and W by the conv
     n_out = (xp.shape[2] - span) // s + 1
     if n_out % 2: return None
     h = n_out // 2; n_in = (h - 1) * s + span                    # output rows and input rows per half
-    halves = torch.cat([xp[:, :, :n_in], xp[:, :, h * s:h * s + n_in]]).contiguous(memory_format=torch.channels_last_3d)
+    halves = torch.cat([xp[:, :, :n_in], xp[:, :, h * s:h * s + n_in]])
+    halves = halves.contiguous(memory_format=torch.channels_last_3d)
     y = F.conv3d(halves, conv.weight, conv.bias, conv.stride, (0, *conv.padding[1:]), conv.dilation)
     return torch.cat([y[:1], y[1:]], 2)
 
 class OneDNNConv3d(nn.Conv3d):
-    "`nn.Conv3d` that keeps CPU calls on oneDNN's channels-last path (a batch of one as two depth halves); plain on GPU."
+    "`nn.Conv3d` keeping CPU calls on oneDNN's channels-last path (a batch of one as two depth halves); plain on GPU."
     def __init__(self, in_channels:int, out_channels:int, kernel_size:int|tuple,   # the arguments of nn.Conv3d
                  stride:int|tuple=1, padding:int|tuple|str=0, dilation:int|tuple=1, groups:int=1, bias:bool=True,
                  padding_mode:str='zeros', device:torch.device|str|None=None, dtype:torch.dtype|None=None):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode, device, dtype)
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode,
+                         device, dtype)
     def forward(self, x:Tensor)->Tensor:
-        if not (x.device.type == 'cpu' and x.ndim == 5 and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
-                and x.dtype in (torch.float32, torch.bfloat16)): return super().forward(x)
+        onednn = torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+        if not (x.device.type == 'cpu' and x.ndim == 5 and onednn and x.dtype in (torch.float32, torch.bfloat16)):
+            return super().forward(x)
         if _native_cpu_path(self, x):
             y = _depth_halves(self, x)
             if y is not None: return y
         return super().forward(x.contiguous(memory_format=torch.channels_last_3d))
 
 # %% ../nbs/10_blocks.ipynb #e1455bdc
-def conv_norm_act(in_channels:int,   # input channels
-                  out_channels:int,  # output channels
-                  stride:int=1,      # 2 halves every spatial size
-                  kernel_size:int=3, # cubic kernel size
-                  slope:float=0.2    # LeakyReLU negative slope (RFNet: 0.2)
-                 )->nn.Module:       # conv → InstanceNorm → LeakyReLU
-    "3D conv → InstanceNorm → LeakyReLU, RFNet's `general_conv3d` as a MONAI `Convolution`."
-    block = Convolution(3, in_channels, out_channels, strides=stride, kernel_size=kernel_size,
-                        act=('leakyrelu', dict(negative_slope=slope)), norm='instance')
-    block.conv.__class__ = OneDNNConv3d   # same parameters and state-dict keys; only the CPU dispatch differs
-    return block
+def conv_norm_act(in_channels:int,        # input channels
+                  out_channels:int,       # output channels
+                  stride:int=1,           # 2 halves every spatial size
+                  kernel_size:int=3,      # cubic kernel size (odd)
+                  slope:float=0.2,        # LeakyReLU negative slope (RFNet: 0.2)
+                  conv:type=OneDNNConv3d  # convolution class: `OneDNNConv3d` (fast on CPU) or `nn.Conv3d`
+                 )->nn.Sequential:        # conv → InstanceNorm → LeakyReLU, submodules `conv` and `adn`
+    "3D conv → InstanceNorm → LeakyReLU (RFNet's `general_conv3d`), laid out as MONAI's `Convolution`."
+    adn = ADN('NA', out_channels, act=('leakyrelu', dict(negative_slope=slope)), norm='instance', norm_dim=3)
+    return nn.Sequential(OrderedDict(conv=conv(in_channels, out_channels, kernel_size, stride, (kernel_size - 1) // 2),
+                                     adn=adn))
 
 class ResidualStage(nn.Module):
     "One encoder level: an entry unit (optionally strided) then a residual pair, x + f(f(x))."
@@ -74,12 +78,13 @@ class ResidualStage(nn.Module):
 
 # %% ../nbs/10_blocks.ipynb #366fa39a
 def _run(owner:nn.Module, fn, *args):
-    "fn(*args), recomputed in the backward pass instead of stored when `owner.checkpoint` is set and gradients are on."
+    "fn(*args), recomputed in the backward pass (not stored) when `owner.checkpoint` is set and gradients are on."
     return _checkpoint(fn, *args, use_reentrant=False) if owner.checkpoint and torch.is_grad_enabled() else fn(*args)
 
 def _check_widths(widths):
     if len(widths) < 2 or any(int(w) != w or w < 1 for w in widths):
-        raise ValueError(f"widths: expected at least 2 positive integer channel counts (shallow to deep), got {tuple(widths)}")
+        raise ValueError(f"widths: expected at least 2 positive integer channel counts (shallow to deep), "
+                         f"got {tuple(widths)}")
 
 class Encoder(nn.Module):
     "Multi-scale 3D encoder: a residual stage per level, stride 2 between levels."
@@ -90,7 +95,8 @@ class Encoder(nn.Module):
         _check_widths(widths)
         self.widths = tuple(widths)
         chans = (in_channels, *widths)
-        self.stages = nn.ModuleList(ResidualStage(chans[i], chans[i+1], stride=1 if i == 0 else 2) for i in range(len(widths)))
+        self.stages = nn.ModuleList(ResidualStage(chans[i], chans[i+1], stride=1 if i == 0 else 2)
+                                    for i in range(len(widths)))
         self.checkpoint = False   # recompute each stage in the backward pass (see `set_checkpointing`)
     def forward(self, x:Tensor)->list:  # features per level, shallow to deep
         feats = []
@@ -109,14 +115,16 @@ class Decoder(nn.Module):
         self.widths = tuple(widths)
         self.up = nn.Upsample(scale_factor=2, mode='trilinear', align_corners=False)
         self.reduce = nn.ModuleList(conv_norm_act(widths[s+1], widths[s]) for s in range(len(widths)-1))
-        self.merge = nn.ModuleList(nn.Sequential(conv_norm_act(2*widths[s], widths[s]), conv_norm_act(widths[s], widths[s], kernel_size=1))
+        self.merge = nn.ModuleList(nn.Sequential(conv_norm_act(2*widths[s], widths[s]),
+                                                 conv_norm_act(widths[s], widths[s], kernel_size=1))
                                    for s in range(len(widths)-1))
         self.head = OneDNNConv3d(widths[0], n_classes, kernel_size=1)
         self.checkpoint = False   # recompute each level in the backward pass (see `set_checkpointing`)
     def _level(self, s:int, x:Tensor, skip:Tensor)->Tensor:
         return self.merge[s](torch.cat([self.reduce[s](self.up(x)), skip], 1))
     def forward(self, feats:list)->Tensor:  # (B, n_classes, *spatial of feats[0])
-        if len(feats) != len(self.widths): raise ValueError(f"feats: expected {len(self.widths)} levels, got {len(feats)}")
+        if len(feats) != len(self.widths):
+            raise ValueError(f"feats: expected {len(self.widths)} levels, got {len(feats)}")
         x = feats[-1]
         for s in reversed(range(len(self.widths)-1)):
             x = _run(self, self._level, s, x, feats[s])

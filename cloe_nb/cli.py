@@ -1,4 +1,4 @@
-"""Light entry points: every `cloe-*` command parses its arguments (and answers `--help` or a bad argument) before torch, fastai or MONAI is imported.
+"""Light entry points: every `cloe-*` command parses its arguments, or answers `--help`, before torch is imported.
 
 Docs: https://cloe-nb.github.io/cloe_nb/cli.html.md"""
 
@@ -16,7 +16,7 @@ import cloe_nb as _pkg
 COMMANDS = {'cloe-phantom': 'cloe_nb.phantom:phantom_cli', 'cloe-prepare': 'cloe_nb.preprocess:prepare_cli',
             'cloe-train': 'cloe_nb.train:train_cli', 'cloe-predict': 'cloe_nb.inference:predict_cli',
             'cloe-evaluate': 'cloe_nb.evaluate:evaluate_cli', 'cloe-score': 'cloe_nb.evaluate:score_cli'}
-SPEC_PATH = os.path.join(os.path.dirname(_pkg.__file__), 'data', 'cli.json')   # the stored parsers, shipped as package data
+SPEC_PATH = os.path.join(os.path.dirname(_pkg.__file__), 'data', 'cli.json')   # stored parsers (package data)
 
 # %% ../nbs/80_cli.ipynb #70861720
 _TYPES = {'str': str, 'int': int, 'float': float}   # the argument types the cloe-* commands use
@@ -29,12 +29,15 @@ def _type_spec(t, where:str):
     if name: return name
     if getattr(t, '__qualname__', '').startswith('_union_parser.') and t.__closure__:
         return [_type_spec(o, where) for o in t.__closure__[0].cell_contents if o is not type(None)]
-    raise ValueError(f"{where}: argument type {t!r} cannot be stored in cli.json; expected one of {list(_TYPES)} or a union of them")
+    raise ValueError(f"{where}: argument type {t!r} cannot be stored in cli.json; "
+                     f"expected one of {list(_TYPES)} or a union of them")
 
 def _action_spec(a:argparse.Action, where:str)->dict:
     "Every setting of one argparse argument, as JSON-ready data (keys whose value is None left out)."
     kind = _ACTIONS.get(type(a).__name__)
-    if kind is None: raise ValueError(f"{where}: argparse action {type(a).__name__} of {a.dest} cannot be stored in cli.json; expected one of {list(_ACTIONS)}")
+    if kind is None:
+        raise ValueError(f"{where}: argparse action {type(a).__name__} of {a.dest} cannot be stored in cli.json; "
+                         f"expected one of {list(_ACTIONS)}")
     d = dict(flags=list(a.option_strings), dest=a.dest, action=kind, nargs=a.nargs, const=a.const, default=a.default,
              type=_type_spec(a.type, f"{where} {a.dest}"), choices=None if a.choices is None else list(a.choices),
              required=a.required, help=a.help, metavar=a.metavar)
@@ -52,8 +55,10 @@ def _target(command:str):
     mod, name = COMMANDS[command].split(':')
     wrapper = getattr(importlib.import_module(mod), name)
     cv = inspect.getclosurevars(wrapper).nonlocals   # call_parse's wrapper closes over func, nested and pos
-    if 'func' not in cv: raise TypeError(f"{COMMANDS[command]}: is not a fastcore call_parse function; expected @call_parse")
-    if cv.get('nested'): raise ValueError(f"{COMMANDS[command]}: call_parse(nested=True) is not supported by the light entry points")
+    if 'func' not in cv:
+        raise TypeError(f"{COMMANDS[command]}: is not a fastcore call_parse function; expected @call_parse")
+    if cv.get('nested'):
+        raise ValueError(f"{COMMANDS[command]}: call_parse(nested=True) is not supported by the light entry points")
     return cv['func'], cv.get('pos')
 
 def command_spec(command:str  # a console script, e.g. 'cloe-score'
@@ -65,7 +70,8 @@ def command_spec(command:str  # a console script, e.g. 'cloe-score'
     p = anno_parser(func, pos=pos)
     params = list(inspect.signature(func).parameters.values())
     var = next((i for i, v in enumerate(params) if v.kind is inspect.Parameter.VAR_POSITIONAL), None)
-    call = dict(positional=[] if var is None else [v.name for v in params[:var]], varargs=None if var is None else params[var].name)
+    call = dict(positional=[] if var is None else [v.name for v in params[:var]],
+                varargs=None if var is None else params[var].name)
     return dict(target=COMMANDS[command], description=p.description, arguments=_parser_spec(p, command), call=call)
 
 # %% ../nbs/80_cli.ipynb #2289a856
@@ -93,8 +99,9 @@ def load_specs(path:str=None  # the stored specs (default: cloe_nb/data/cli.json
     path = path or SPEC_PATH
     try:
         with open(path, encoding='utf-8') as f: return json.load(f)
-    except FileNotFoundError: raise FileNotFoundError(f"{path}: the console scripts' stored parsers are missing; regenerate them with "
-                                                      "python -c \"from cloe_nb.cli import write_specs; write_specs()\"") from None
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: the console scripts' stored parsers are missing; regenerate them with "
+                                "python -c \"from cloe_nb.cli import write_specs; write_specs()\"") from None
 
 # %% ../nbs/80_cli.ipynb #f0d95750
 class _HelpFormatter(argparse.HelpFormatter):
@@ -119,10 +126,13 @@ def build_parser(spec:dict,      # one command's stored spec (`load_specs()[comm
                  prog:str=None   # program name shown in usage and errors (default: from sys.argv[0], as argparse does)
                 )->argparse.ArgumentParser:  # the parser fastcore's `anno_parser` would build
     "The command's argparse parser, rebuilt from its stored spec with the standard library only."
-    p = argparse.ArgumentParser(description=spec['description'], prog=prog, formatter_class=_HelpFormatter, epilog=f'cloe_nb {_pkg.__version__}')
+    p = argparse.ArgumentParser(description=spec['description'], prog=prog, formatter_class=_HelpFormatter,
+                                epilog=f'cloe_nb {_pkg.__version__}')
     for a in spec['arguments']:
-        keys = ('default', 'help') if a['action'] != 'store' else ('nargs', 'const', 'default', 'choices', 'help', 'metavar')
-        kw = {k: argparse.SUPPRESS if a[k] == argparse.SUPPRESS else a[k] for k in keys if k in a}   # argparse tests SUPPRESS by identity
+        keys = (('default', 'help') if a['action'] != 'store' else
+                ('nargs', 'const', 'default', 'choices', 'help', 'metavar'))
+        kw = {k: argparse.SUPPRESS if a[k] == argparse.SUPPRESS else a[k]   # argparse tests SUPPRESS by identity
+              for k in keys if k in a}
         kw['action'] = a['action']
         if 'type' in a: kw['type'] = _argparse_type(a['type'])
         if a['flags']: kw.update(dest=a['dest'], required=a.get('required', False))
@@ -143,14 +153,16 @@ def parse_command(command:str,     # a console script, e.g. 'cloe-score'
     args = vars(build_parser(spec, prog).parse_args(argv))
     pdb, xtra = args.pop('pdb', False), args.pop('xtra', None)
     call = spec['call']
-    pargs = [] if call['varargs'] is None else [args.pop(k) for k in call['positional']] + list(args.pop(call['varargs']))
+    pargs = ([] if call['varargs'] is None else
+             [args.pop(k) for k in call['positional']] + list(args.pop(call['varargs'])))
     return pargs, args, pdb, xtra
 
 # %% ../nbs/80_cli.ipynb #79cabb2b
 def _stale_warning(command:str)->str:
     "The warning printed when the stored parser and fastcore read a command line differently."
-    return (f"{command}: warning: {SPEC_PATH} is out of date for this command (its options differ from those of {COMMANDS[command]}); "
-            "parsed with fastcore instead. Regenerate it: python -c \"from cloe_nb.cli import write_specs; write_specs()\"")
+    return (f"{command}: warning: {SPEC_PATH} is out of date for this command "
+            f"(its options differ from those of {COMMANDS[command]}); parsed with fastcore instead. "
+            "Regenerate it: python -c \"from cloe_nb.cli import write_specs; write_specs()\"")
 
 def run_command(command:str,     # a console script, e.g. 'cloe-score'
                 argv:list=None   # its arguments (default: sys.argv[1:])
@@ -163,9 +175,11 @@ def run_command(command:str,     # a console script, e.g. 'cloe-score'
     from fastcore.xtras import trace
     func, pos = _target(command)
     old = sys.argv
-    try: sys.argv = [old[0] if old else command, *argv]; pargs, args, pdb = fs.parse_cli(func, pos=pos)   # fastcore's own reading decides the call
+    try:   # fastcore's own reading decides the call
+        sys.argv = [old[0] if old else command, *argv]; pargs, args, pdb = fs.parse_cli(func, pos=pos)
     finally: sys.argv = old
-    if (light[0], {**light[1], **fs.args_from_prog(func, light[3])}, light[2]) != (pargs, args, pdb): print(_stale_warning(command), file=sys.stderr)
+    if (light[0], {**light[1], **fs.args_from_prog(func, light[3])}, light[2]) != (pargs, args, pdb):
+        print(_stale_warning(command), file=sys.stderr)
     cv = getattr(fs, '_cli_func', None)   # fastcore's "a CLI run is in progress" flag, read by is_cli()
     with (fs.set_ctx(cv, func) if cv is not None else contextlib.nullcontext()):
         try:

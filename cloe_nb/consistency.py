@@ -1,4 +1,4 @@
-"""Cosine agreement between expert probability maps: MEC (Eq. 3), the region map and REC (Eq. 4-5), per-expert scores (Eq. 6).
+"""Cosine agreement of expert probability maps: MEC (Eq. 3), the region map and REC (Eq. 4-5), expert scores (Eq. 6).
 
 Docs: https://cloe-nb.github.io/cloe_nb/consistency.html.md"""
 
@@ -21,23 +21,22 @@ def cosine(p:Tensor,         # (N, D) vectorised maps
            eps:float=1e-6    # added to the product of norms, keeps all-zero maps finite
           )->Tensor:         # (N,) float32 cosines
     "Row-wise cosine of Eq. 2, computed in float32 with autocast off."
-    if p.shape != q.shape or p.ndim != 2: raise ValueError(f"p, q: expected two (N, D) tensors of the same shape, got {tuple(p.shape)} and {tuple(q.shape)}")
+    if p.shape != q.shape or p.ndim != 2:
+        raise ValueError(f"p, q: expected two (N, D) tensors of the same shape, "
+                         f"got {tuple(p.shape)} and {tuple(q.shape)}")
     with torch.autocast(p.device.type, enabled=False):
         p, q = _float32(p), _float32(q)
         return (p*q).sum(-1) / (torch.linalg.vector_norm(p, dim=-1) * torch.linalg.vector_norm(q, dim=-1) + eps)
 
 # %% ../nbs/11_consistency.ipynb #686da72f
-def _check_probs(probs:Tensor, avail:Tensor):
-    if probs.ndim < 3: raise ValueError(f"probs: expected (B, M, C, *spatial), got shape {tuple(probs.shape)}")
-    if avail.shape != probs.shape[:2]: raise ValueError(f"avail: expected shape {tuple(probs.shape[:2])} (B, M) to match probs, got {tuple(avail.shape)}")
-    if avail.dtype != torch.bool: raise ValueError(f"avail: expected a bool tensor, got {avail.dtype}")
-
 def pairwise_cosine(probs:Tensor,    # (B, M, C, *spatial) expert probability maps
                     avail:Tensor,    # (B, M) bool, which experts are available
                     eps:float=1e-6   # added to the product of norms
                    )->Tensor:        # (B, M, M) float32 cosines; 0 where either expert is missing
     "Cosine (Eq. 2) between every pair of experts of every sample."
-    _check_probs(probs, avail)
+    if avail.shape != probs.shape[:2]:   # a (B, 1) or (1, M) mask would broadcast silently
+        raise ValueError(f"avail: expected shape {tuple(probs.shape[:2])} (B, M) to match probs, "
+                         f"got {tuple(avail.shape)}")
     with torch.autocast(probs.device.type, enabled=False):
         v = _float32(probs).flatten(2)                                    # (B, M, C*N)
         norms = torch.linalg.vector_norm(v, dim=-1)                        # (B, M)
@@ -66,7 +65,8 @@ def mec_loss(probs:Tensor,    # (B, M, C, *spatial) expert probability maps
 # %% ../nbs/11_consistency.ipynb #e56f782c
 def _check_region(probs:Tensor, region:Tensor):
     want = (probs.shape[0], 1, *probs.shape[3:])
-    if tuple(region.shape) != want: raise ValueError(f"region: expected shape {want} (B, 1, *spatial) to match probs, got {tuple(region.shape)}")
+    if tuple(region.shape) != want:
+        raise ValueError(f"region: expected shape {want} (B, 1, *spatial) to match probs, got {tuple(region.shape)}")
 
 def region_weighted(probs:Tensor,   # (B, M, C, *spatial) expert probability maps
                     region:Tensor   # (B, 1, *spatial) region map R in [0, 1]
@@ -107,13 +107,16 @@ def expert_scores(probs:Tensor,             # (B, M, C, *spatial) expert probabi
 def foreground(target:Tensor  # (B, 1, *spatial) class indices (0 = background), or (B, *spatial)
               )->Tensor:      # (B, 1, *spatial) float: 1 where the class is not background
     "Foreground mask of a class-index target: WT for BraTS, the whole gland for prostate."
-    if target.is_floating_point() and not torch.equal(target, target.round()): raise ValueError(f"target: expected class indices, got non-integer values of dtype {target.dtype}")
+    if target.is_floating_point() and not torch.equal(target, target.round()):
+        raise ValueError(f"target: expected class indices, got non-integer values of dtype {target.dtype}")
     return (target > 0).float()
 
 def region_loss(region_logits:Tensor,  # (B, 1, *spatial) region map before the sigmoid
                 target:Tensor          # (B, 1, *spatial) class indices (0 = background)
                )->Tensor:              # scalar: BCE + soft Dice of sigmoid(region_logits) against the foreground
     "Supervision of the region map R against the foreground (BCE + soft Dice, MONAI DiceCELoss)."
-    if region_logits.shape != target.shape: raise ValueError(f"target: expected shape {tuple(region_logits.shape)} to match region_logits, got {tuple(target.shape)}")
+    if region_logits.shape != target.shape:
+        raise ValueError(f"target: expected shape {tuple(region_logits.shape)} to match region_logits, "
+                         f"got {tuple(target.shape)}")
     with torch.autocast(region_logits.device.type, enabled=False):
         return DiceCELoss(sigmoid=True)(_float32(region_logits), foreground(target))

@@ -1,4 +1,4 @@
-"""L_con (Eq. 10): content codes aligned across modalities (InfoNCE), style codes clustered by modality (supervised contrastive with a memory queue), and self- and cross-reconstruction.
+"""L_con (Eq. 10): content codes aligned across modalities, style codes clustered by modality, reconstructions.
 
 Docs: https://cloe-nb.github.io/cloe_nb/contrastive.html.md"""
 
@@ -20,7 +20,8 @@ def sup_con_loss(z:Tensor,              # (T, K) L2-normalised codes; the first 
                  n_anchors:int|None=None # anchors are z[:n_anchors] (the rest are keys only, e.g. a queue); None: all
                 )->Tensor:              # scalar float32: mean over anchors with a positive; 0 if there are none
     "Supervised contrastive loss (InfoNCE with one positive) over codes with labels."
-    if z.ndim != 2 or labels.shape != z.shape[:1]: raise ValueError(f"z, labels: expected (T, K) and (T,), got {tuple(z.shape)} and {tuple(labels.shape)}")
+    if z.ndim != 2 or labels.shape != z.shape[:1]:
+        raise ValueError(f"z, labels: expected (T, K) and (T,), got {tuple(z.shape)} and {tuple(labels.shape)}")
     if temperature <= 0: raise ValueError(f"temperature: expected > 0, got {temperature}")
     n = len(z) if n_anchors is None else n_anchors
     z = z.float()
@@ -43,7 +44,8 @@ class _StyleDecoder(nn.Module):
         self.norm = nn.GroupNorm(1, width, affine=False)   # works even on a 1-voxel deepest scale
         self.film = nn.Linear(style_dim, 2 * width)
         self.ups = nn.ModuleList([nn.Sequential(nn.Upsample(scale_factor=2, mode='trilinear'),
-                                                nn.Conv3d(width, width, 3, padding=1), nn.LeakyReLU(0.01)) for _ in range(n_up)])
+                                                nn.Conv3d(width, width, 3, padding=1), nn.LeakyReLU(0.01))
+                                  for _ in range(n_up)])
         self.out = nn.Conv3d(width, 1, 1)
 
     def forward(self, content:Tensor, style:Tensor)->Tensor:
@@ -72,7 +74,11 @@ class ContrastiveHead(nn.Module):
         super().__init__()
         if len(widths) < 1: raise ValueError("widths: expected at least one encoder width, got none")
         if n_modalities < 1: raise ValueError(f"n_modalities: expected >= 1, got {n_modalities}")
-        if queue_size < 0 or rec_upsample < 0: raise ValueError(f"queue_size, rec_upsample: expected >= 0, got {queue_size}, {rec_upsample}")
+        if queue_size < 0 or rec_upsample < 0:
+            raise ValueError(f"queue_size, rec_upsample: expected >= 0, got {queue_size}, {rec_upsample}")
+        if rec_upsample > len(widths) - 1:   # the deepest scale is the input / 2**(len(widths) - 1)
+            raise ValueError(f"rec_upsample: expected at most len(widths) - 1 = {len(widths) - 1} (a reconstruction "
+                             f"no larger than the input), got {rec_upsample}")
         self.widths, self.n_modalities, self.rec_upsample = tuple(widths), n_modalities, rec_upsample
         self.content_proj = _mlp(widths[-1], widths[-1], content_dim, conv=True)
         self.style_proj = _mlp(2 * sum(widths), 2 * style_dim, style_dim)
@@ -80,21 +86,6 @@ class ContrastiveHead(nn.Module):
         self.register_buffer('queue', torch.zeros(queue_size, style_dim))
         self.register_buffer('queue_labels', torch.full((queue_size,), -1, dtype=torch.long))
         self.register_buffer('queue_ptr', torch.zeros((), dtype=torch.long))
-
-    def _check(self, features, x, avail):
-        if len(features) != len(self.widths):
-            raise ValueError(f"features: got {len(features)} scales, expected {len(self.widths)} (one per width in {self.widths})")
-        B, M = avail.shape if avail.ndim == 2 else (None, None)
-        if M != self.n_modalities or avail.dtype != torch.bool:
-            raise ValueError(f"avail: expected a (B, {self.n_modalities}) bool tensor, got {tuple(avail.shape)} {avail.dtype}")
-        if not avail.any(1).all(): raise ValueError(f"avail: samples {avail.any(1).logical_not().nonzero().flatten().tolist()} have no available modality; at least one is required")
-        for s, (f, w) in enumerate(zip(features, self.widths)):
-            if f.ndim != 6 or tuple(f.shape[:3]) != (B, M, w):
-                raise ValueError(f"features[{s}]: expected shape (B={B}, M={M}, C={w}, D, H, W), got {tuple(f.shape)}")
-        if x.ndim != 5 or tuple(x.shape[:2]) != (B, M): raise ValueError(f"x: expected shape (B={B}, M={M}, D, H, W), got {tuple(x.shape)}")
-        size = [n * 2**self.rec_upsample for n in features[-1].shape[3:]]
-        if any(r > n for r, n in zip(size, x.shape[2:])):
-            raise ValueError(f"rec_upsample: reconstruction size {size} exceeds the input size {list(x.shape[2:])}; use a smaller rec_upsample")
 
     @torch.no_grad()
     def _enqueue(self, codes:Tensor, labels:Tensor):
@@ -111,17 +102,16 @@ class ContrastiveHead(nn.Module):
                 x:Tensor,       # (B, M, D, H, W) the input (zeros where missing)
                 avail:Tensor    # (B, M) bool availability
                )->dict:         # content, style, style_queue, style_queue_labels, recon, recon_target, recon_pairs
-        self._check(features, x, avail)
         B, M = avail.shape
         deep = features[-1].flatten(0, 1)                                               # (B*M, C, *S)
         content = F.normalize(self.content_proj(deep).float(), dim=1).unflatten(0, (B, M))
         stats = torch.cat([torch.cat(torch.std_mean(f.flatten(3).float(), -1, correction=0)[::-1], -1)
-                           for f in features], -1)                                      # (B, M, 2 * sum(widths)): means, stds
+                           for f in features], -1)                       # (B, M, 2 * sum(widths)): means, stds
         style = F.normalize(self.style_proj(stats).float(), dim=-1)                     # (B, M, D)
         valid = self.queue_labels >= 0
         out = dict(content=content, style=style, style_queue=self.queue[valid].clone(),
                    style_queue_labels=self.queue_labels[valid].clone())
-        pairs = (avail[:, :, None] & avail[:, None, :]).nonzero()                       # (P, 3): b, content from i, style of j
+        pairs = (avail[:, :, None] & avail[:, None, :]).nonzero()        # (P, 3): b, content from i, style of j
         b, i, j = pairs.unbind(1)
         out['recon'] = self.decoder(content[b, i], style[b, j]).float()
         size = out['recon'].shape[2:]
@@ -143,7 +133,6 @@ def contrastive_loss(head_out:dict,         # what `ContrastiveHead` returned
                     )->dict:                # 'content', 'style', 'recon', 'total': float32 scalars
     "Composite contrastive loss L_con (Eq. 10): content alignment + style clustering + reconstruction."
     content = head_out['content'].flatten(3)                                            # (B, M, K, N)
-    if tuple(avail.shape) != tuple(content.shape[:2]): raise ValueError(f"avail: expected shape {tuple(content.shape[:2])} to match the head output, got {tuple(avail.shape)}")
     B, M, K, N = content.shape
     if N > max_locations: content = content[..., torch.randperm(N, device=content.device)[:max_locations]]
     L = content.shape[-1]
@@ -153,7 +142,8 @@ def contrastive_loss(head_out:dict,         # what `ContrastiveHead` returned
     terms = dict(content=sup_con_loss(z, labels, temperature))
     style = head_out['style'][b, m]
     terms['style'] = sup_con_loss(torch.cat([style, head_out['style_queue'].to(style)]),
-                                  torch.cat([m, head_out['style_queue_labels'].to(m)]), temperature, n_anchors=len(style))
+                                  torch.cat([m, head_out['style_queue_labels'].to(m)]), temperature,
+                                  n_anchors=len(style))
     l1 = (head_out['recon'] - head_out['recon_target']).abs().flatten(1).mean(1)       # (P,)
     pairs = head_out['recon_pairs']
     own = pairs[:, 1] == pairs[:, 2]

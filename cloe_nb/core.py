@@ -1,4 +1,4 @@
-"""The vocabulary every other module speaks: modalities, the 15 modality subsets, label conventions and evaluation regions.
+"""The vocabulary every module speaks: modalities, the 15 modality subsets, label conventions and evaluation regions.
 
 Docs: https://cloe-nb.github.io/cloe_nb/core.html.md"""
 
@@ -7,8 +7,9 @@ Docs: https://cloe-nb.github.io/cloe_nb/core.html.md"""
 # %% auto #0
 __all__ = ['BRATS_MODALITIES', 'PROSTATE_MODALITIES', 'MODALITY_NAMES', 'CONVENTIONS', 'modality_name', 'parse_subset',
            'subset_name', 'all_subsets', 'package_data', 'published_tables', 'demo_run', 'LabelConvention',
-           'get_convention', 'labels_to_classes', 'classes_to_labels', 'region_masks', 'voxel_size', 'cli_errors',
-           'quiet_fastai', 'with_hint', 'writable_dir', 'make_temp', 'atomic_write', 'save_json', 'show_doc_renderer']
+           'get_convention', 'labels_to_classes', 'check_classes', 'classes_to_labels', 'region_masks', 'voxel_size',
+           'cli_errors', 'quiet_fastai', 'check_choice', 'with_hint', 'writable_dir', 'make_temp', 'atomic_write',
+           'save_json', 'show_doc_renderer']
 
 # %% ../nbs/00_core.ipynb #c0d10e52
 import json
@@ -46,15 +47,19 @@ def parse_subset(subset:str|list|tuple,  # 'FLAIR+T1c', 'flair,t1ce', a list of 
     subset = list(subset)
     if subset and all(isinstance(s, (bool, np.bool_)) for s in subset):
         if len(subset) != len(modalities):
-            raise ValueError(f"subset: mask {tuple(subset)} has {len(subset)} entries, expected one per modality {modalities}")
+            raise ValueError(f"subset: mask {tuple(subset)} has {len(subset)} entries, "
+                             f"expected one per modality {modalities}")
         mask = tuple(bool(s) for s in subset)
     else:
         lookup = {m.lower(): m for m in modalities} | {modality_name(m).lower(): m for m in modalities}
         unknown = [s for s in subset if str(s).strip().lower() not in lookup]
-        if unknown: raise ValueError(f"subset: unknown modality {unknown}; expected names from {[modality_name(m) for m in modalities]} or tags {list(modalities)}")
+        if unknown: raise ValueError(f"subset: unknown modality {unknown}; expected names from "
+                                     f"{[modality_name(m) for m in modalities]} or tags {list(modalities)}")
         chosen = {lookup[str(s).strip().lower()] for s in subset}
         mask = tuple(m in chosen for m in modalities)
-    if not any(mask): raise ValueError(f"subset: empty subset; at least one of {[modality_name(m) for m in modalities]} must be available")
+    if not any(mask):
+        raise ValueError(f"subset: empty subset; at least one of {[modality_name(m) for m in modalities]} "
+                         f"must be available")
     return mask
 
 # %% ../nbs/00_core.ipynb #2f60996b
@@ -62,7 +67,8 @@ def subset_name(mask:tuple,  # availability mask, one bool per modality
                 modalities:tuple=BRATS_MODALITIES  # the modality set, in tensor order
                )->str:       # e.g. 'FLAIR+T1c', display names joined in tensor order
     "Name of a subset as the paper's tables write it."
-    if len(mask) != len(modalities): raise ValueError(f"mask: {len(mask)} entries for {len(modalities)} modalities {modalities}")
+    if len(mask) != len(modalities):
+        raise ValueError(f"mask: {len(mask)} entries for {len(modalities)} modalities {modalities}")
     if not any(mask): raise ValueError("mask: empty subset; at least one modality must be available")
     return '+'.join(modality_name(m) for m, a in zip(modalities, mask) if a)
 
@@ -124,7 +130,8 @@ def get_convention(name:str|LabelConvention  # a key of `CONVENTIONS`, or a conv
                   )->LabelConvention:
     "Look up a label convention by name."
     if isinstance(name, LabelConvention): return name
-    if name not in CONVENTIONS: raise ValueError(f"label convention: unknown {name!r}; expected one of {list(CONVENTIONS)}")
+    if name not in CONVENTIONS:
+        raise ValueError(f"label convention: unknown {name!r}; expected one of {list(CONVENTIONS)}")
     return CONVENTIONS[name]
 
 # %% ../nbs/00_core.ipynb #c23f07de
@@ -137,20 +144,29 @@ def labels_to_classes(labels:np.ndarray,  # stored label values, any shape
     labels = np.asarray(labels)
     values = np.unique(labels)
     bad = [v.item() for v in values if v not in lc.labels]
-    if bad: raise ValueError(f"{source}: label values {bad} are not in the {lc.name!r} convention; expected values in {list(lc.labels)}")
+    if bad: raise ValueError(f"{source}: label values {bad} are not in the {lc.name!r} convention; "
+                             f"expected values in {list(lc.labels)}")
     lut = np.zeros(int(max(lc.labels)) + 1, dtype=np.uint8)
     lut[list(lc.labels)] = np.arange(lc.n_classes, dtype=np.uint8)
     return lut[labels.astype(np.int64)]
+
+def check_classes(classes:np.ndarray,  # class indices, any shape
+                  convention:str|LabelConvention='brats',  # the convention they index the classes of
+                  what:str='classes'   # what to call the array in an error, e.g. 'case 7 prediction'
+                 )->np.ndarray:        # `classes` as an array, unchanged
+    "Check that an array holds class indices 0..C-1 of a convention; an error names the range found."
+    lc, classes = get_convention(convention), np.asarray(classes)
+    if classes.size and (classes.min() < 0 or classes.max() >= lc.n_classes):
+        raise ValueError(f"{what}: class indices must lie in 0..{lc.n_classes-1} for {lc.name!r}, "
+                         f"found {classes.min()}..{classes.max()}")
+    return classes
 
 def classes_to_labels(classes:np.ndarray,  # class indices 0..C-1, any shape
                       convention:str|LabelConvention='brats'  # the labels to write
                      )->np.ndarray:        # stored label values, uint8
     "Map class indices back to the dataset's stored label values."
     lc = get_convention(convention)
-    classes = np.asarray(classes)
-    if classes.size and (classes.min() < 0 or classes.max() >= lc.n_classes):
-        raise ValueError(f"classes: values must lie in 0..{lc.n_classes-1} for {lc.name!r}, found {classes.min()}..{classes.max()}")
-    return np.asarray(lc.labels, dtype=np.uint8)[classes.astype(np.int64)]
+    return np.asarray(lc.labels, dtype=np.uint8)[check_classes(classes, lc).astype(np.int64)]
 
 # %% ../nbs/00_core.ipynb #6dca278b
 def region_masks(classes:np.ndarray,  # class indices 0..C-1, shape (*spatial)
@@ -170,12 +186,13 @@ def voxel_size(spacing,                 # '0.6,0.6,3.6', '1' (isotropic), a numb
     try: vals = [float(v) for v in parts]
     except (TypeError, ValueError): vals = []
     if len(vals) == 1: vals *= 3
-    if len(vals) != 3 or not all(np.isfinite(v) and v > 0 for v in vals): raise ValueError(f"spacing: {spacing!r}; expected {expected}")
+    if len(vals) != 3 or not all(np.isfinite(v) and v > 0 for v in vals):
+        raise ValueError(f"spacing: {spacing!r}; expected {expected}")
     return tuple(vals)
 
 # %% ../nbs/00_core.ipynb #5b0a3f1c
 import contextlib, functools, json, os, stat, sys, warnings
-_USER_ERRORS = (ValueError, OSError, KeyError, RuntimeError)  # OSError: missing files, permissions, a full disk, a read-only filesystem
+_USER_ERRORS = (ValueError, OSError, KeyError, RuntimeError)  # OSError: missing files, permissions, full disks...
 
 def cli_errors(func:callable  # a command-line entry point
               )->callable:    # the same function, turning user errors into one line on stderr and exit 2
@@ -194,10 +211,21 @@ def cli_errors(func:callable  # a command-line entry point
 # %% ../nbs/00_core.ipynb #7aa947b4
 @contextlib.contextmanager
 def quiet_fastai():
-    "Import fastai inside this block: PyTorch's `torch.jit.script` deprecation warning, raised by fastai's code, is hidden."
+    "Import fastai inside this block: the `torch.jit.script` deprecation warning fastai's code raises is hidden."
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated', category=FutureWarning)
         yield
+
+# %% ../nbs/00_core.ipynb #0a6c2f01
+def check_choice(value,          # the option's value
+                 choices:tuple,  # the values it may take
+                 option:str,     # the option's name, as the error says it
+                 note:str=''     # what the choices mean, added to the error
+                )->str:          # `value`, when it is one of `choices`
+    "The one check of an option with a fixed set of values: the error names the option, its choices and the value."
+    if value not in choices:
+        raise ValueError(f"{option}: expected one of {choices}{f' ({note})' if note else ''}, got {value!r}")
+    return value
 
 # %% ../nbs/00_core.ipynb #d334954d
 def with_hint(err:Exception,  # the error to extend (not modified)
@@ -237,7 +265,7 @@ def make_temp(folder:str|Path,   # an existing folder to create it in
               suffix:str='',       # end of the name, e.g. '.nii.gz' (writers such as nibabel choose the format by it)
               is_dir:bool=False    # create a folder instead of a file
              )->Path:            # the new empty file (or folder), with a name no one else holds
-    "Create a uniquely named file (or folder) with the permissions a plain `open()` (or `mkdir`) gives: 0o666 (0o777) less the umask."
+    "Create a uniquely named file (or folder) with the mode `open()` (`mkdir`) gives: 0o666 (0o777) less the umask."
     import secrets
     from pathlib import Path
     for _ in range(100):
@@ -247,12 +275,14 @@ def make_temp(folder:str|Path,   # an existing folder to create it in
             else: os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0), 0o666))
             return p
         except FileExistsError: continue
-    raise FileExistsError(f"folder {folder}: no free temporary name {prefix}…{suffix} after 100 tries; expected a folder without that many leftovers")
+    raise FileExistsError(f"folder {folder}: no free temporary name {prefix}…{suffix} after 100 tries; "
+                          f"expected a folder without that many leftovers")
 
 # %% ../nbs/00_core.ipynb #f895003b
 def _names_temp(e:OSError, tmp_prefix:str)->bool:
     "Whether an OSError's file names include one of our temporary names (which mean nothing to a user)."
-    return any(isinstance(f, (str, os.PathLike)) and os.path.basename(f).startswith(tmp_prefix) for f in (e.filename, e.filename2))
+    return any(isinstance(f, (str, os.PathLike)) and os.path.basename(f).startswith(tmp_prefix)
+               for f in (e.filename, e.filename2))
 
 def atomic_write(path:str|Path,  # destination file; its folder is created if needed
                  write:callable    # write(tmp_path): writes the whole content to the temporary path
@@ -265,11 +295,11 @@ def atomic_write(path:str|Path,  # destination file; its folder is created if ne
     prefix, tmp = f'.{path.name}.', None
     try:
         tmp = make_temp(path.parent, prefix, ''.join(path.suffixes[-2:]))
-        if path.is_file(): os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))   # a replaced file keeps its permissions, as with open(path, 'w')
+        if path.is_file(): os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))   # a replaced file keeps its mode
         write(tmp); os.replace(tmp, path)
     except BaseException as e:
         if tmp is not None: tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError) and _names_temp(e, prefix):   # e.g. [Errno 30] Read-only file system: '.../.x.csv.1f3a.csv'
+        if isinstance(e, OSError) and _names_temp(e, prefix):   # [Errno 30] Read-only file system: '.../.x.csv.1f3a'
             err = type(e)(f"{path}: cannot be written ({e.strerror or e}); expected a writable location for this file")
             err.errno = e.errno; raise err from e
         raise
@@ -280,7 +310,7 @@ def save_json(obj:dict,      # JSON-able data
               path:str|Path  # destination file
              )->Path:        # the destination
     "Write `obj` as indented JSON through `atomic_write`: a reader never sees half a file."
-    return atomic_write(path, lambda tmp: open(tmp, 'w', encoding='utf-8').write(json.dumps(obj, indent=2)))
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2), encoding='utf-8'))
 
 # %% ../nbs/00_core.ipynb #c2da084a
 def show_doc_renderer(sym,                  # the class or function to document
@@ -290,7 +320,7 @@ def show_doc_renderer(sym,                  # the class or function to document
     "The renderer `show_doc` uses for these docs (`renderer` in `pyproject.toml`)."
     import inspect, re
     from nbdev.showdoc import BasicMarkdownRenderer
-    short = lambda m: re.sub(r'\b(?:[a-z_]\w*\.)+([A-Z]\w*)', r'\1', m.group(0))   # torch.nn.modules.module.Module -> Module
+    short = lambda m: re.sub(r'\b(?:[a-z_]\w*\.)+([A-Z]\w*)', r'\1', m.group(0))   # torch.nn....Module -> Module
     class Renderer(BasicMarkdownRenderer):
         def _repr_markdown_(self):
             md = re.sub(r'```python\n.*?```', short, super()._repr_markdown_(), count=1, flags=re.S)

@@ -1,4 +1,4 @@
-"""Score any method's segmentations against a dataset (`cloe-score`), and evaluate a trained model on all 15 modality subsets with the paper's tables, the published numbers beside them and a heatmap (`cloe-evaluate`).
+"""Score any method's segmentations (`cloe-score`); evaluate a model on all 15 modality subsets (`cloe-evaluate`).
 
 Docs: https://cloe-nb.github.io/cloe_nb/evaluate.html.md"""
 
@@ -13,57 +13,54 @@ import contextlib, json, os, shutil, sys, tempfile, time
 from pathlib import Path
 import numpy as np
 import pandas as pd
-import nibabel as nib
 from fastcore.script import call_parse, store_true
-from .core import atomic_write, cli_errors, with_hint, writable_dir, get_convention, parse_subset, subset_name, all_subsets, region_masks, labels_to_classes
+from .core import (atomic_write, cli_errors, with_hint, writable_dir, get_convention, parse_subset, subset_name,
+                          all_subsets, region_masks, labels_to_classes, save_json)
 import torch
-from .datasets import find_cases, load_split, read_id_file
+from .datasets import find_cases, load_split, read_id_file, read_labels
 from .preprocess import CacheEntry, is_cache, load_cache, prepare_case, restore_probs
-from .metrics import (check_hd95, dice_scores, score_case, score_volumes, subset_table, compare_with_published, write_table, write_atomic,
-                             table_to_markdown)
+from .metrics import (check_hd95, dice_scores, score_case, score_volumes, subset_table, compare_with_published,
+                             write_table, write_atomic, table_to_markdown)
+
 
 # %% ../nbs/32_evaluate.ipynb #4ea3aa3e
-_PRED_SUFFIXES = ('_pred.nii.gz', '_pred.nii', '_seg.nii.gz', '_seg.nii')   # cloe-predict's name first, then other tools' BraTS name
-
-def _read_labels(path:Path, what:str)->tuple:
-    "A 3D label volume in its stored values (rounded integers) and its affine."
-    try: img = nib.load(str(path)); data = np.asanyarray(img.dataobj)
-    except Exception as e: raise ValueError(f"{what} {path}: cannot be read as NIfTI ({type(e).__name__}: {e})") from e
-    while data.ndim > 3 and data.shape[-1] == 1: data = data[..., 0]
-    if data.ndim != 3: raise ValueError(f"{what} {path}: shape {data.shape}; expected a 3D label volume")
-    if not np.all(np.isfinite(data)): raise ValueError(f"{what} {path}: has NaN/inf voxels; expected integer labels")
-    lab = np.rint(data)
-    if np.abs(lab - data).max() > 1e-3: raise ValueError(f"{what} {path}: has non-integer values; expected integer labels")
-    return lab.astype(np.int64), np.asarray(img.affine, np.float64)
+_PRED_SUFFIXES = ('_pred.nii.gz', '_pred.nii', '_seg.nii.gz', '_seg.nii')   # cloe-predict's name first, then BraTS's
 
 def find_predictions(pred_dir:str|Path  # folder of `<case>_pred.nii.gz` (or `<case>_seg.nii.gz`) files
                     )->dict:            # case id -> prediction path, sorted by id
     "The segmentation files of a prediction folder, by case id."
     pred_dir = Path(pred_dir)
-    if not pred_dir.is_dir(): raise FileNotFoundError(f"pred_dir {pred_dir}: does not exist or is not a folder; expected a folder of <case>_pred.nii.gz or <case>_seg.nii.gz files")
+    if not pred_dir.is_dir():
+        raise FileNotFoundError(f"pred_dir {pred_dir}: does not exist or is not a folder; "
+                                f"expected a folder of <case>_pred.nii.gz or <case>_seg.nii.gz files")
     found = {}
     for p in sorted(pred_dir.iterdir()):
         if p.name.startswith('.') or not p.is_file(): continue
         sfx = next((s for s in _PRED_SUFFIXES if p.name.endswith(s)), None)
         if sfx is None: continue
         cid = p.name[:-len(sfx)]
-        if cid in found: raise ValueError(f"pred_dir {pred_dir}: two predictions for case {cid}: {found[cid].name} and {p.name}; expected one")
+        if cid in found:
+            raise ValueError(f"pred_dir {pred_dir}: two predictions for case {cid}: {found[cid].name} and {p.name}; "
+                             f"expected one")
         found[cid] = p
-    if not found: raise FileNotFoundError(f"pred_dir {pred_dir}: no <case>_pred.nii.gz or <case>_seg.nii.gz (or .nii) files found")
+    if not found:
+        raise FileNotFoundError(f"pred_dir {pred_dir}: no <case>_pred.nii.gz or <case>_seg.nii.gz (or .nii) "
+                                f"files found")
     return dict(sorted(found.items()))
 
+
 # %% ../nbs/32_evaluate.ipynb #47ddceb5
-def score_predictions(pred_dir:str|Path,     # folder of `<case>_pred.nii.gz` (or `_seg`) files in the dataset's label values
+def score_predictions(pred_dir:str|Path,     # folder of `<case>_pred.nii.gz` (or `_seg`) files in stored label values
                       truth_data:str|Path,   # the dataset folder (or .csv) with the true labels
                       layout:str='auto',     # dataset layout, see `cloe_nb.datasets.find_cases`
                       et_threshold:int=500,  # post-processing threshold of the small region (BraTS ET), voxels
                       allow_missing:bool=False,  # score a truth case without prediction as an empty prediction
                       convention:str|None=None,  # label convention override (default: the layout's)
-                      skip_bad:bool=False,   # score the other cases past an unreadable or mismatched file; they go to `.attrs['skipped']`
-                      split:str|list|None=None,  # score only these cases: a file of ids, 'name:part' or a list (None: every labelled case)
+                      skip_bad:bool=False,   # score past an unreadable or mismatched file; see `.attrs['skipped']`
+                      split:str|list|None=None,  # only these cases: a file of ids, 'name:part' or a list (None: all)
                       hd95:str='pooled'      # HD95 definition: 'pooled' (BraTS, medpy, nnU-Net) or 'max' (MONAI)
-                     )->pd.DataFrame:        # one row per case: `case`, `<REGION>_dice`, `<REGION>_hd95`, `ET_dice_pp`, `ET_hd95_pp` (Dice as fractions); `.attrs['skipped']`: {case: reason}
-    "Score another method's segmentations against a dataset's labels with the BraTS conventions."
+                     )->pd.DataFrame:        # a row per case: `case`, `<R>_dice`, `<R>_hd95`, `ET_*_pp`; `.attrs`
+    "Score another method's segmentations against a dataset's labels with the BraTS conventions (Dice as fractions)."
     check_hd95(hd95)
     preds = find_predictions(pred_dir)
     cases = {c.id: c for c in find_cases(truth_data, layout, convention) if c.label is not None}
@@ -71,42 +68,48 @@ def score_predictions(pred_dir:str|Path,     # folder of `<case>_pred.nii.gz` (o
     ids = resolve_split(split) if split is not None else None
     if ids is not None:
         unknown = [i for i in ids if i not in cases]
-        if unknown: raise ValueError(f"split: {len(unknown)} listed case(s) are not labelled cases of {truth_data}, e.g. {unknown[:5]}")
+        if unknown: raise ValueError(f"split: {len(unknown)} listed case(s) are not labelled cases of "
+                                     f"{truth_data}, e.g. {unknown[:5]}")
         cases = {i: cases[i] for i in sorted(set(ids))}
         preds = {i: p for i, p in preds.items() if i in cases}
     extra = [i for i in preds if i not in cases]
-    if extra: raise ValueError(f"pred_dir {pred_dir}: {len(extra)} prediction(s) match no labelled case of {truth_data}, e.g. {extra[:5]}")
+    if extra: raise ValueError(f"pred_dir {pred_dir}: {len(extra)} prediction(s) match no labelled case of "
+                               f"{truth_data}, e.g. {extra[:5]}")
     missing = [i for i in cases if i not in preds]
     if missing and not allow_missing:
-        raise ValueError(f"pred_dir {pred_dir}: no prediction for {len(missing)} of {len(cases)} case(s): {missing[:10]}"
-                         f"{' ...' if len(missing) > 10 else ''}; expected <case>_pred.nii.gz (or _seg) for each (or pass --allow-missing to score them as empty)")
+        raise ValueError(f"pred_dir {pred_dir}: no prediction for {len(missing)} of {len(cases)} case(s): "
+                         f"{missing[:10]}{' ...' if len(missing) > 10 else ''}; "
+                         f"expected <case>_pred.nii.gz (or _seg) for each "
+                         f"(or pass --allow-missing to score them as empty)")
     rows, skipped = [], {}
     for cid, case in cases.items():
         try:
-            truth, aff_t = _read_labels(case.label, f"case {cid}: label")
-            if cid in preds: pred, aff_p = _read_labels(preds[cid], f"case {cid}: prediction")
+            truth, aff_t = read_labels(case.label, f"case {cid}: label")
+            if cid in preds: pred, aff_p = read_labels(preds[cid], f"case {cid}: prediction")
             else: pred, aff_p = np.zeros_like(truth), aff_t
-            rows.append({'case': cid} | score_volumes(pred, truth, case.convention, affine_pred=aff_p, affine_true=aff_t,
-                                                      source=f"case {cid}: prediction {preds.get(cid, '(missing)')}",
-                                                      et_threshold=et_threshold, hd95=hd95))
+            rows.append({'case': cid} | score_volumes(
+                pred, truth, case.convention, affine_pred=aff_p, affine_true=aff_t,
+                source=f"case {cid}: prediction {preds.get(cid, '(missing)')}", et_threshold=et_threshold, hd95=hd95))
         except (ValueError, OSError) as e:   # one case's unreadable file, grid or label values
             if not skip_bad and len(cases) == 1: raise
-            if not skip_bad: raise with_hint(e, f"; pass skip_bad=True (--skip-bad) to score the other {len(cases) - 1} case(s) and list the bad ones") from e
+            if not skip_bad: raise with_hint(e, f"; pass skip_bad=True (--skip-bad) to score the other "
+                                                f"{len(cases) - 1} case(s) and list the bad ones") from e
             skipped[cid] = str(e).splitlines()[0] if str(e) else type(e).__name__
     df = pd.DataFrame(rows)
     df.attrs['skipped'] = skipped
     return df
 
+
 # %% ../nbs/32_evaluate.ipynb #ee8c4ca2
 def _summary(df:pd.DataFrame)->str:
     "Mean Dice and HD95 of each region (and post-processed ET) over the rows, a line each."
     means = df.mean(numeric_only=True)
-    return '\n'.join(f"  {c.replace('_dice', ''):6s} Dice {100 * means[c]:.2f} %   HD95 {means[c.replace('_dice', '_hd95')]:.2f} mm"
-                     for c in means.index if '_dice' in c)
+    return '\n'.join(f"  {c.replace('_dice', ''):6s} Dice {100 * means[c]:.2f} %   "
+                     f"HD95 {means[c.replace('_dice', '_hd95')]:.2f} mm" for c in means.index if '_dice' in c)
 
 @call_parse
 @cli_errors
-def score_cli(pred_dir:str,             # folder of <case>_pred.nii.gz (or <case>_seg.nii.gz) files in the dataset's label values
+def score_cli(pred_dir:str,             # folder of <case>_pred.nii.gz (or _seg.nii.gz) files in stored label values
               truth_data:str,           # dataset folder (or .csv) with the true labels
               out:str='scores.csv',     # CSV to write, one row per case
               layout:str='auto',        # auto, brats, brats2023, msd or csv
@@ -114,65 +117,75 @@ def score_cli(pred_dir:str,             # folder of <case>_pred.nii.gz (or <case
               allow_missing:store_true=False,  # score truth cases without prediction as empty predictions
               convention:str=None,      # label convention override (brats, brats2023, msd-task01, msd-task05)
               skip_bad:store_true=False,   # score the other cases past a bad file, list the bad ones, exit 2
-              split:str=None,           # score only these cases: a file of case ids or name:part (shipped: brats2020_rfnet:train|val|test)
-              hd95:str='pooled'):       # HD95: pooled (BraTS, medpy, nnU-Net; default) or max (MONAI's larger directed one)
-    "Score any method's segmentations against a dataset with the BraTS conventions: one CSV row per case (Dice as fractions), means in %."
+              split:str=None,           # only these cases: a file of case ids or name:part (e.g. brats2020_rfnet:test)
+              hd95:str='pooled'):       # HD95: pooled (BraTS, medpy, nnU-Net; default) or max (MONAI's)
+    "Score any method's segmentations with the BraTS conventions: a CSV row per case (Dice as fractions), means in %."
     check_hd95(hd95)
     out_p = Path(out).expanduser()
-    if out_p.is_dir(): raise IsADirectoryError(f"out {out}: is a folder; expected the name of the CSV file to write, e.g. {out_p/'scores.csv'}")
+    if out_p.is_dir(): raise IsADirectoryError(f"out {out}: is a folder; expected the name of the CSV file to write, "
+                                               f"e.g. {out_p/'scores.csv'}")
     writable_dir(out_p.parent, f'out {out}: parent folder')   # before the scoring, not after
     df = score_predictions(pred_dir, truth_data, layout, et_threshold, allow_missing, convention, skip_bad, split, hd95)
     skipped = df.attrs.get('skipped', {})
     for cid, why in skipped.items(): print(f"skipped {cid}: {why}", file=sys.stderr)
-    if not len(df): raise ValueError(f"pred_dir {pred_dir}: none of the {len(skipped)} case(s) could be scored (reasons above); {out} not written")
+    if not len(df): raise ValueError(f"pred_dir {pred_dir}: none of the {len(skipped)} case(s) could be scored "
+                                     f"(reasons above); {out} not written")
     write_atomic(out_p, df.to_csv(index=False))
     print(f"{out}: {len(df)} case(s) scored; mean over cases:\n{_summary(df)}")
-    if skipped: raise ValueError(f"{len(skipped)} of {len(df) + len(skipped)} case(s) could not be scored and were skipped: {list(skipped)[:10]}"
-                                 f"{' ...' if len(skipped) > 10 else ''} (reasons above); {out} holds the other {len(df)}")
+    if skipped: raise ValueError(f"{len(skipped)} of {len(df) + len(skipped)} case(s) could not be scored "
+                                 f"and were skipped: {list(skipped)[:10]}{' ...' if len(skipped) > 10 else ''} "
+                                 f"(reasons above); {out} holds the other {len(df)}")
     return df
 
+
 # %% ../nbs/32_evaluate.ipynb #712adfca
-def resolve_split(split:str|Path|list|None,  # None, a list of ids, a text file of ids, 'name:part' or the name of a shipped split
-                  part:str='test',           # the part a bare shipped name means (evaluation and scoring: its test cases)
+def resolve_split(split:str|Path|list|None,  # None, a list of ids, a file of ids, 'name:part' or a shipped split's name
+                  part:str='test',           # the part a bare shipped name means (for evaluation and scoring: test)
                   what:str='split'           # the argument's name, for errors
                  )->list|None:               # case ids (None: all cases)
-    "The case ids a split argument names; the same forms everywhere: a file of ids, 'name:part', or a shipped name (its `part`)."
+    "The case ids a split argument names, in the same forms everywhere: a file of ids, 'name:part', or a shipped name."
     if split is None or isinstance(split, (list, tuple)): return None if split is None else list(split)
     if Path(split).expanduser().is_file(): return read_id_file(split)
     name, _, p = str(split).partition(':')
     if '/' in str(split) or str(split).endswith('.txt') or not name:
-        raise FileNotFoundError(f"{what}: {split} is not a file of case ids; expected a file or a shipped split such as brats2020_rfnet:{part}")
+        raise FileNotFoundError(f"{what}: {split} is not a file of case ids; "
+                                f"expected a file or a shipped split such as brats2020_rfnet:{part}")
     parts = load_split(name)
-    if (p or part) not in parts: raise ValueError(f"{what}: split {name!r} has no part {p or part!r}; expected one of {sorted(parts)}")
+    if (p or part) not in parts:
+        raise ValueError(f"{what}: split {name!r} has no part {p or part!r}; expected one of {sorted(parts)}")
     return parts[p or part]
 
+
 # %% ../nbs/32_evaluate.ipynb #c89c2d02
-def _labelled(entries:list, data)->list:
-    unlabelled = [e.id for e in entries if not e.meta['has_label']]
-    if unlabelled: raise ValueError(f"data {data}: {len(unlabelled)} case(s) have no label, e.g. {unlabelled[:5]}; expected labelled cases to evaluate")
-    return entries
+def _check_labelled(unlabelled:list, data):
+    "Refuse cases without label (ids in `unlabelled`), naming a few."
+    if unlabelled: raise ValueError(f"data {data}: {len(unlabelled)} case(s) have no label, e.g. {unlabelled[:5]}; "
+                                    f"expected labelled cases to evaluate")
 
 def eval_cases(data:str|Path,        # dataset folder (or .csv) as downloaded, or a `cloe-prepare` cache
                ids:list|None=None,   # case ids to keep, in any order (None: every case)
                layout:str='auto',    # dataset layout when `data` is not a cache
                workdir:str|Path|None=None,  # where a dataset folder's cases are prepared (None: a temporary folder)
-               spacing:tuple|None=None  # a dataset folder's cases are resampled to this voxel size (the run's `grid_spacing`); None: own grid
+               spacing:tuple|None=None  # resample a dataset folder's cases to this voxel size (a run's `grid_spacing`)
               ):                     # yields one `CacheEntry` per case, sorted by id
     "Yield the preprocessed cases to evaluate, from a cache or prepared one by one from a dataset folder."
     data = Path(data).expanduser()
     if is_cache(data):
-        yield from _labelled(load_cache(data, ids), data); return
+        entries = load_cache(data, ids)
+        _check_labelled([e.id for e in entries if not e.meta['has_label']], data)
+        yield from entries; return
     cases = [c for c in find_cases(data, layout)]
     if ids is not None:
         have = {c.id for c in cases}
         missing = [i for i in ids if i not in have]
-        if missing: raise ValueError(f"split: {len(missing)} case(s) not in {data}, e.g. {missing[:5]}; the dataset has {len(cases)} case(s)")
+        if missing: raise ValueError(f"split: {len(missing)} case(s) not in {data}, e.g. {missing[:5]}; "
+                                     f"the dataset has {len(cases)} case(s)")
         cases = [c for c in cases if c.id in set(ids)]
-    nolabel = [c.id for c in cases if c.label is None]
-    if nolabel: raise ValueError(f"data {data}: {len(nolabel)} case(s) have no label, e.g. {nolabel[:5]}; expected labelled cases to evaluate")
+    _check_labelled([c.id for c in cases if c.label is None], data)
     try: work = Path(tempfile.mkdtemp(prefix='.cloe-eval-', dir=workdir))
     except OSError as e:   # not the temporary name, which means nothing to a user
-        raise type(e)(f"workdir {workdir or tempfile.gettempdir()}: cannot hold the temporary folder of the prepared cases ({e.strerror or e}); expected a writable folder") from e
+        raise type(e)(f"workdir {workdir or tempfile.gettempdir()}: cannot hold the temporary folder of the prepared "
+                      f"cases ({e.strerror or e}); expected a writable folder") from e
     try:
         for c in cases:
             folder = prepare_case(c, work, spacing=spacing)
@@ -192,31 +205,35 @@ def load_model(run_or_checkpoint:str|Path,  # run folder or checkpoint file
                modalities:tuple,            # the data's modality tags, in tensor order
                convention:str,              # the data's label convention
                device:str|None=None,        # where to put the model (None: CUDA if available)
-               checkpoint:str='last'        # in a run folder: 'last' (the last epoch, as the paper reports), 'best' or a .pth path
+               checkpoint:str='last'        # in a run folder: 'last' (the paper's), 'best' or a .pth path
               )->tuple:                     # (model in eval mode, info: checkpoint, epoch, modalities, roi, convention)
     "Rebuild a run's model and check that it fits the data's modalities and classes."
     from cloe_nb.inference import load_run
     model, info = load_run(run_or_checkpoint, device, checkpoint)
     lc, ckpt = get_convention(convention), info['checkpoint']
     if tuple(info['modalities']) != tuple(modalities):
-        raise ValueError(f"checkpoint {ckpt}: trained on modalities {list(info['modalities'])}; the data has {list(modalities)}")
+        raise ValueError(f"checkpoint {ckpt}: trained on modalities {list(info['modalities'])}; "
+                         f"the data has {list(modalities)}")
     if model.n_classes != lc.n_classes:
-        raise ValueError(f"checkpoint {ckpt}: predicts {model.n_classes} classes; the data's label convention {lc.name!r} has {lc.n_classes}")
+        raise ValueError(f"checkpoint {ckpt}: predicts {model.n_classes} classes; "
+                         f"the data's label convention {lc.name!r} has {lc.n_classes}")
     if info.get('convention') and get_convention(info['convention']).regions != lc.regions:
-        raise ValueError(f"checkpoint {ckpt}: trained with label convention {info['convention']!r}; the data uses {lc.name!r}")
+        raise ValueError(f"checkpoint {ckpt}: trained with label convention {info['convention']!r}; "
+                         f"the data uses {lc.name!r}")
     return model, info
 
 # %% ../nbs/32_evaluate.ipynb #6bd85d02
 SCORED_ON = dict(native='the cropped grid, at the original voxel size (the same voxels as the original grid)',
-                 original='the original grid and voxel size (resampled predictions brought back, as the challenge would score them)',
+                 original='the original grid and voxel size '
+                          '(resampled predictions brought back, as the challenge would score them)',
                  resampled='the resampled grid of the cache (the original label files were not found)')
 
 def original_truth(meta:dict  # a cache entry's metadata
-                  )->np.ndarray|None:  # class indices on the case's original grid, or None (not resampled, or no label file)
-    "The label of a resampled case on its original grid, read from the file it was prepared from, so that scores are the scanner's."
+                  )->np.ndarray|None:  # class indices on the original grid; None: not resampled, or no label file
+    "A resampled case's label on its original grid, read from the file it was prepared from: scores are the scanner's."
     src = meta.get('label_source')
     if meta.get('target_spacing') is None or not src or not Path(src).is_file(): return None
-    lab, _ = _read_labels(Path(src), f"case {meta['id']}: label")
+    lab, _ = read_labels(src, f"case {meta['id']}: label")
     return labels_to_classes(lab, meta['convention'], f"case {meta['id']}: label {src}")
 
 def _subset_masks(subsets, modalities)->list:
@@ -243,9 +260,9 @@ def _published_for(table:pd.DataFrame)->pd.DataFrame|None:
     except ValueError: return None
 
 # %% ../nbs/32_evaluate.ipynb #9831a323
-def evaluate_run(run_or_checkpoint:str|Path,  # run folder (its last.pth unless `checkpoint` says otherwise) or checkpoint file
+def evaluate_run(run_or_checkpoint:str|Path,  # run folder (its last.pth unless `checkpoint` says otherwise) or .pth
                  data:str|Path,               # dataset folder (or .csv) as downloaded, or a `cloe-prepare` cache
-                 split:str|Path|list|None=None,  # text file of case ids, 'name:part' of a shipped split, a list, or None (all)
+                 split:str|Path|list|None=None,  # file of case ids, 'name:part' of a shipped split, a list; None: all
                  out:str|Path='evaluation',   # output folder
                  roi:int|tuple|None=None,     # sliding-window size (None: the run's training patch, else 112³)
                  overlap:float=0.5,           # sliding-window overlap (paper: 0.5)
@@ -253,81 +270,100 @@ def evaluate_run(run_or_checkpoint:str|Path,  # run folder (its last.pth unless 
                  et_threshold:int=500,        # RFNet's ET post-processing threshold, voxels
                  layout:str='auto',           # dataset layout when `data` is a dataset folder
                  device:str|None=None,        # 'cuda', 'cpu', ... (None: CUDA if available)
-                 progress:bool=True,          # a bar of the cases on a terminal or in a notebook, else a line per case; False: silent
+                 progress:bool=True,          # a bar of the cases where one can be drawn, else lines; False: silent
                  corrupt:str|tuple|None=None, # also run the corruption test: kinds, e.g. 'noise,flip,bias' (None: off)
-                 checkpoint:str='last',       # in a run folder: 'last' (the last epoch, as RFNet and the paper report), 'best' or a .pth path
+                 checkpoint:str='last',       # in a run folder: 'last' (as RFNet and the paper), 'best', or a .pth
                  blend:str='constant',        # overlapping windows: 'constant' (uniform mean, RFNet) or 'gaussian'
                  hd95:str='pooled',           # HD95 definition: 'pooled' (BraTS, medpy) or 'max' (MONAI)
                  precision:str='fp32'         # 'fp32' (the reference) or 'bf16' (faster where supported, not bit-equal)
                 )->dict:                      # {'per_case', 'dice', 'hd95', 'published'} DataFrames and 'files'
-    "Evaluate a trained model on every case and modality subset; write per-case scores, the paper's tables and a heatmap."
+    "Evaluate a trained model on every case and modality subset; write per-case scores, the paper's tables, a heatmap."
     from cloe_nb.inference import check_blend, check_precision, Progress
     from cloe_nb.augment import CORRUPTIONS
-    check_blend(blend); check_precision(precision); hd95_definition = check_hd95(hd95)   # `hd95` is the table's name below
+    check_blend(blend); check_precision(precision)
+    hd95_definition = check_hd95(hd95)   # `hd95` is the table's name below
     out = writable_dir(out, 'out')   # a file, a read-only or unwritable place: one line naming --out, before any work
     ids = resolve_split(split)
-    if ids is not None and len(set(ids)) != len(ids): raise ValueError(f"split: case ids appear more than once, e.g. {[i for i in ids if ids.count(i) > 1][:3]}")
+    if ids is not None and len(set(ids)) != len(ids):
+        raise ValueError(f"split: case ids appear more than once, e.g. {[i for i in ids if ids.count(i) > 1][:3]}")
     from cloe_nb.inference import predict_subsets, segmentation
     kinds = tuple(k for k in (corrupt.split(',') if isinstance(corrupt, str) else corrupt or ()) if k)
     bad = [k for k in kinds if k not in CORRUPTIONS]
-    if bad: raise ValueError(f"corrupt: unknown corruption(s) {bad}; expected a comma-separated subset of {', '.join(CORRUPTIONS)}")
+    if bad: raise ValueError(f"corrupt: unknown corruption(s) {bad}; "
+                             f"expected a comma-separated subset of {', '.join(CORRUPTIONS)}")
     model = info = masks = modalities = convention = window = None
     rows, crows, t0 = [], [], time.time()
     from cloe_nb.inference import run_config
-    grid = run_config(run_or_checkpoint).get('grid_spacing')   # a dataset folder is prepared on the grid the model was trained on
+    grid = run_config(run_or_checkpoint).get('grid_spacing')   # a dataset folder is prepared on the model's grid
     scored, bar = set(), None
-    with contextlib.closing(eval_cases(data, ids, layout, workdir=out, spacing=grid)) as cases, contextlib.ExitStack() as stack:   # its temporary folder goes, whatever happens
+    cases = eval_cases(data, ids, layout, workdir=out, spacing=grid)
+    with contextlib.closing(cases), contextlib.ExitStack() as stack:   # its temporary folder goes, whatever happens
         for n, entry in enumerate(cases):
             meta = entry.meta
             if model is None:
                 modalities, convention = tuple(meta['modalities']), meta['convention']
                 if meta.get('requested_spacing') != grid:
-                    raise ValueError(f"data {data}: its cases were prepared at {meta.get('requested_spacing') or 'their own grid'}, the model at "
-                                     f"{grid or 'their own grid'} (the run's grid_spacing); expected a cache prepared as the run's (cloe-prepare --spacing)")
+                    raise ValueError(f"data {data}: its cases were prepared at "
+                                     f"{meta.get('requested_spacing') or 'their own grid'}, the model at "
+                                     f"{grid or 'their own grid'} (the run's grid_spacing); "
+                                     f"expected a cache prepared as the run's (cloe-prepare --spacing)")
                 model, info = load_model(run_or_checkpoint, modalities, convention, device, checkpoint)
                 if progress: print(f"checkpoint: {info['checkpoint']} (epoch {info['epoch']})", flush=True)
                 masks, window = _subset_masks(subsets, modalities), roi or info['roi']
-                bar = stack.enter_context(Progress(_count_cases(data, ids, layout), progress, comment=f"{len(masks)} subsets per case"))   # drawn where it can be
+                bar = stack.enter_context(Progress(_count_cases(data, ids, layout), progress,   # drawn where it can be
+                                                   comment=f"{len(masks)} subsets per case"))
             elif tuple(meta['modalities']) != modalities or meta['convention'] != convention:
-                raise ValueError(f"case {entry.id}: modalities {meta['modalities']} / {meta['convention']!r} differ from the first case's {list(modalities)} / {convention!r}")
+                raise ValueError(f"case {entry.id}: modalities {meta['modalities']} / {meta['convention']!r} differ "
+                                 f"from the first case's {list(modalities)} / {convention!r}")
             truth = np.asarray(entry.label)
-            probs = predict_subsets(model, entry.image, masks, window, overlap, blend, modalities=modalities, precision=precision)['probs']
+            probs = predict_subsets(model, entry.image, masks, window, overlap, blend, modalities=modalities,
+                                    precision=precision)['probs']
             orig = original_truth(meta)
             scored.add('original' if orig is not None else 'resampled' if meta.get('target_spacing') else 'native')
             for mask, p in zip(masks, probs):
                 name = subset_name(mask, modalities)
                 if orig is None: pred, tr, sp = segmentation(p), truth, meta['spacing']
-                else: pred, tr, sp = labels_to_classes(np.asarray(restore_probs(p, meta).dataobj), convention), orig, meta['original_spacing']
-                rows.append(dict(case=entry.id, subset=name) | score_case(pred, tr, convention, sp, et_threshold,
-                                                                           f"case {entry.id}, subset {name}", hd95_definition))
+                else:
+                    pred = labels_to_classes(np.asarray(restore_probs(p, meta).dataobj), convention)
+                    tr, sp = orig, meta['original_spacing']
+                rows.append(dict(case=entry.id, subset=name) | score_case(
+                    pred, tr, convention, sp, et_threshold, f"case {entry.id}, subset {name}", hd95_definition))
             per_case = pd.DataFrame(rows)
             write_table(per_case, out/'per_case.csv')
             if kinds and hasattr(model, 'experts'):
-                crows += [dict(case=entry.id) | r for r in corruption_case(model, entry.image, truth, modalities, convention, kinds, window, overlap, n, precision)]
+                crows += [dict(case=entry.id) | r for r in corruption_case(
+                    model, entry.image, truth, modalities, convention, kinds, window, overlap, n, precision)]
                 write_table(pd.DataFrame(crows), out/'corruption_per_case.csv')
             if bar.bar is not None: bar.advance(1, comment=f"{entry.id} done")
-            elif progress: print(f"[{n+1}] {entry.id}: {len(masks)} subsets, {time.time() - t0:.1f} s", flush=True)   # a log file gets lines
+            elif progress:   # a log file gets lines
+                print(f"[{n+1}] {entry.id}: {len(masks)} subsets, {time.time() - t0:.1f} s", flush=True)
     if not rows: raise ValueError(f"data {data}: no cases to evaluate")
-    dice, hd95 = subset_table(per_case, convention, modalities, 'dice'), subset_table(per_case, convention, modalities, 'hd95')
+    dice, hd95 = (subset_table(per_case, convention, modalities, what) for what in ('dice', 'hd95'))
     published = _published_for(dice)
-    files = [write_table(t, out/f'{name}.{ext}') for name, t in (('table_dice', dice), ('table_hd95', hd95), ('compare_published', published))
+    files = [write_table(t, out/f'{name}.{ext}')
+             for name, t in (('table_dice', dice), ('table_hd95', hd95), ('compare_published', published))
              if t is not None for ext in ('csv', 'md')]
     pub_row = published.xs('CLoE (paper)', level='source') if published is not None else None
     files += [_heatmap(dice, out/'heatmap.png', pub_row), out/'per_case.csv']
     corruption = None
     if crows:
         corruption = corruption_summary(pd.DataFrame(crows), modalities, convention)
-        files += [write_table(corruption, out/f'corruption.{ext}') for ext in ('csv', 'md')] + [out/'corruption_per_case.csv']
+        files += [write_table(corruption, out/f'corruption.{ext}') for ext in ('csv', 'md')]
+        files.append(out/'corruption_per_case.csv')
         fig = corruption_plot(corruption)
         files.append(atomic_write(out/'corruption.png', lambda tmp: fig.savefig(tmp, dpi=100)))
-    summary = dict(checkpoint=info['checkpoint'], epoch=info['epoch'], blend=blend, hd95=hd95_definition, model=type(model).__name__, ablation=getattr(model, 'ablation', None),
+    summary = dict(checkpoint=info['checkpoint'], epoch=info['epoch'], blend=blend, hd95=hd95_definition,
+                   model=type(model).__name__, ablation=getattr(model, 'ablation', None),
                    widths=list(getattr(model, 'widths', [])),
                    data=str(data), split=None if split is None else str(split), n_cases=int(per_case.case.nunique()),
-                   modalities=list(modalities), convention=convention, subsets=[subset_name(m, modalities) for m in masks],
-                   roi=window, overlap=overlap, et_threshold=et_threshold, precision=precision, device=str(next(model.parameters()).device),
+                   modalities=list(modalities), convention=convention,
+                   subsets=[subset_name(m, modalities) for m in masks],
+                   roi=window, overlap=overlap, et_threshold=et_threshold, precision=precision,
+                   device=str(next(model.parameters()).device),
                    seconds=round(time.time() - t0, 1), scored_on='; '.join(SCORED_ON[g] for g in sorted(scored)))
-    files.append(write_atomic(out/'summary.json', json.dumps(summary, indent=1)))
+    files.append(save_json(summary, out/'summary.json'))
     return dict(per_case=per_case, dice=dice, hd95=hd95, published=published, corruption=corruption, files=files)
+
 
 # %% ../nbs/32_evaluate.ipynb #0520cc6a
 def corruption_case(model,                      # CLoE model in eval mode
@@ -335,15 +371,15 @@ def corruption_case(model,                      # CLoE model in eval mode
                     truth:np.ndarray,           # (*S) class indices
                     modalities:tuple,           # modality tags in tensor order
                     convention:str='brats',     # label convention (regions)
-                    kinds:tuple|None=None,      # corruptions to apply, one modality at a time; None: all of `cloe_nb.augment.CORRUPTIONS`
+                    kinds:tuple|None=None,      # corruptions, one modality at a time (None: all `CORRUPTIONS`)
                     roi:int|tuple=112,          # sliding-window size
                     overlap:float=0.5,          # sliding-window overlap
                     seed:int=0,                 # seed of the corruptions
                     precision:str='fp32'        # 'fp32' or 'bf16' (see `cloe_nb.inference.predict_volume`)
-                   )->list:                     # rows: corruption, modality, subset, n_avail, w_<tag>, <R>_gate, <R>_uniform
+                   )->list:                     # rows: corruption, modality, subset, n_avail, w_<tag>, <R>_gate, ...
     "Dice of the model's fusion and of uniform fusion, and the fusion weights, with one modality corrupted at a time."
     from cloe_nb.inference import predict_subsets, segmentation
-    from cloe_nb.augment import corrupt_modality, CORRUPTIONS   # here, not at the top: cloe-score needs neither nor fastai
+    from cloe_nb.augment import corrupt_modality, CORRUPTIONS   # here: cloe-score needs neither them nor fastai
     kinds = CORRUPTIONS if kinds is None else kinds
     lc, img = get_convention(convention), torch.as_tensor(np.asarray(image, dtype=np.float32))   # a private copy
     brain, tm = (img != 0).any(0), region_masks(np.asarray(truth), lc)
@@ -351,11 +387,14 @@ def corruption_case(model,                      # CLoE model in eval mode
     for kind, m in [('none', None)] + [(k, m) for k in kinds for m in range(len(modalities))]:
         x = img
         if m is not None:
-            x = img.clone(); x[m] = corrupt_modality(img[m], kind, brain, generator=torch.Generator().manual_seed(seed * 1000 + m))
+            x = img.clone()
+            x[m] = corrupt_modality(img[m], kind, brain, generator=torch.Generator().manual_seed(seed * 1000 + m))
         masks = [s for s in all_subsets(modalities) if sum(s) >= 2 and (m is None or s[m])]
-        res = {w: predict_subsets(model, x, masks, roi, overlap, modalities=modalities, uniform=w == 'uniform', precision=precision) for w in ('gate', 'uniform')}
+        res = {w: predict_subsets(model, x, masks, roi, overlap, modalities=modalities, uniform=w == 'uniform',
+                                  precision=precision) for w in ('gate', 'uniform')}
         for k, mask in enumerate(masks):
-            row = dict(corruption=kind, modality='none' if m is None else modalities[m], subset=subset_name(mask, modalities), n_avail=sum(mask))
+            row = dict(corruption=kind, modality='none' if m is None else modalities[m],
+                       subset=subset_name(mask, modalities), n_avail=sum(mask))
             row |= {f"w_{t}": float(v) for t, v in zip(modalities, res['gate']['fusion_weights'][k])}
             for w, r in res.items():
                 d = dice_scores(region_masks(segmentation(r['probs'][k]), lc), tm)
@@ -367,7 +406,7 @@ def corruption_summary(df:pd.DataFrame,        # rows of `corruption_case` for s
                        modalities:tuple,       # modality tags in tensor order
                        convention:str='brats'  # label convention (regions)
                       )->pd.DataFrame:         # one row per (corruption, modality)
-    "Per corruption and modality: the corrupted expert's weight (full set, and relative to 1/|A|), Dice gate vs uniform."
+    "Per corruption and modality: the corrupted expert's weight (full set; relative to 1/|A|), Dice gate vs uniform."
     lc, full = get_convention(convention), len(modalities)
     def _one(g):
         kind, mod = g.name
@@ -380,16 +419,18 @@ def corruption_summary(df:pd.DataFrame,        # rows of `corruption_case` for s
                         cases_dev_gt_005=float((dev[f.to_numpy()] > 0.05).mean()))
         else:
             w = g[f"w_{mod}"]
-            out |= dict(weight_full=w[g.n_avail == full].mean(), weight_rel=(w * g.n_avail).mean(), max_dev_full=np.nan, cases_dev_gt_005=np.nan)
-        for r in lc.regions: out |= {f"{r}_gate": 100 * g[f"{r}_gate"].mean(), f"{r}_uniform": 100 * g[f"{r}_uniform"].mean(),
-                                     f"{r}_gain": 100 * (g[f"{r}_gate"] - g[f"{r}_uniform"]).mean()}
+            out |= dict(weight_full=w[g.n_avail == full].mean(), weight_rel=(w * g.n_avail).mean(),
+                        max_dev_full=np.nan, cases_dev_gt_005=np.nan)
+        for r in lc.regions:
+            out |= {f"{r}_gate": 100 * g[f"{r}_gate"].mean(), f"{r}_uniform": 100 * g[f"{r}_uniform"].mean(),
+                    f"{r}_gain": 100 * (g[f"{r}_gate"] - g[f"{r}_uniform"]).mean()}
         return pd.Series(out)
     return df.groupby(['corruption', 'modality'], sort=False).apply(_one)   # in the order of the rows: clean first
 
 def corruption_plot(summary:pd.DataFrame,      # from `corruption_summary`
                     region:str='WT'            # region whose Dice gain is drawn
                    ):                          # matplotlib Figure
-    "Two panels: the corrupted expert's weight in the full set (uniform = 1/M dashed), and the Dice gain of the gate over uniform."
+    "Two panels: the corrupted expert's weight in the full set (1/M dashed), the gate's Dice gain over uniform."
     from matplotlib.figure import Figure
     s = summary.drop(index='none', level=0, errors='ignore')
     kinds, mods = list(dict.fromkeys(s.index.get_level_values(0))), list(dict.fromkeys(s.index.get_level_values(1)))
@@ -400,7 +441,8 @@ def corruption_plot(summary:pd.DataFrame,      # from `corruption_summary`
         axs[0].bar(xs, [s.loc[(k, m), 'weight_full'] for m in mods], width, label=k)
         axs[1].bar(xs, [s.loc[(k, m), f"{region}_gain"] for m in mods], width, label=k)
     for ax in axs: ax.set_xticks(np.arange(len(mods)) + width * (len(kinds) - 1) / 2, mods)
-    axs[0].axhline(1 / len(mods), ls='--', c='k', lw=1); axs[0].set_ylabel('weight of the corrupted expert\n(all modalities available)')
+    axs[0].axhline(1 / len(mods), ls='--', c='k', lw=1)
+    axs[0].set_ylabel('weight of the corrupted expert\n(all modalities available)')
     axs[1].axhline(0, c='k', lw=1); axs[1].set_ylabel(f'{region} Dice gain, gate - uniform\n(points, subsets with it)')
     axs[0].legend(title='corruption', fontsize=8)
     return fig
@@ -408,26 +450,27 @@ def corruption_plot(summary:pd.DataFrame,      # from `corruption_summary`
 # %% ../nbs/32_evaluate.ipynb #99210041
 @call_parse
 @cli_errors
-def evaluate_cli(run:str,                 # run folder (its last.pth unless --checkpoint says otherwise) or checkpoint file; 'demo': the shipped phantom model
+def evaluate_cli(run:str,                 # run folder (see --checkpoint) or .pth file; 'demo': the shipped model
                  data:str,                # dataset folder (or .csv) as downloaded, or a cloe-prepare cache
-                 split:str=None,          # cases: a file of case ids, name:part, or a shipped name (its test part; shipped: brats2020_rfnet)
+                 split:str=None,          # id file, name:part or shipped split (its test part), e.g. brats2020_rfnet
                  out:str='evaluation',    # output folder
-                 roi:str=None,            # sliding-window size, e.g. 112 or 128,128,96 (default: training patch, else 112)
+                 roi:str=None,            # sliding-window size, e.g. 112 or 128,128,96 (default: training patch or 112)
                  overlap:float=0.5,       # sliding-window overlap
                  blend:str='constant',    # overlapping windows: constant (uniform mean, RFNet) or gaussian
-                 checkpoint:str='last',   # in a run folder: last (the last epoch, as the paper reports), best, or a .pth file
-                 hd95:str='pooled',       # HD95: pooled (BraTS, medpy, nnU-Net; default) or max (MONAI's larger directed one)
+                 checkpoint:str='last',   # in a run folder: last (the last epoch, as the paper), best, or a .pth file
+                 hd95:str='pooled',       # HD95: pooled (BraTS, medpy, nnU-Net; default) or max (MONAI's)
                  subsets:str='all',       # 'all' or subset names separated by ';', e.g. 'T2;FLAIR+T1c'
                  et_threshold:int=500,    # RFNet's ET post-processing threshold, voxels
                  layout:str='auto',       # dataset layout when DATA is a dataset folder
                  device:str=None,         # cuda or cpu (default: cuda if available)
-                 corrupt:str=None,        # also test reliability under corruption: e.g. noise,flip,bias (corruption.csv/.md/.png)
-                 precision:str='fp32',    # fp32 (the reference) or bf16 (faster on CPUs with bf16 units and on GPUs; not bit-equal, see the docs)
-                 quiet:store_true=False): # print nothing but errors: no progress bar, no lines, no table (the files are written)
-    "Evaluate a trained model on every case and all 15 modality subsets: per-case scores (Dice as fractions), the paper's tables (Dice in %), a heatmap."
+                 corrupt:str=None,        # also test reliability under corruption, e.g. noise,flip,bias (corruption.*)
+                 precision:str='fp32',    # fp32 (the reference) or bf16 (faster on bf16 CPUs and GPUs; not bit-equal)
+                 quiet:store_true=False): # print nothing but errors (the files are written)
+    "Evaluate a trained model on every case and modality subset: per-case scores, the paper's tables, a heatmap."
     from cloe_nb.inference import parse_roi
-    res = evaluate_run(run, data, split, out, parse_roi(roi), overlap, subsets, et_threshold, layout, device, corrupt=corrupt,
-                       checkpoint=checkpoint, blend=blend, hd95=hd95, precision=precision, progress=not quiet)
+    res = evaluate_run(run, data, split, out, parse_roi(roi), overlap, subsets, et_threshold, layout, device,
+                       corrupt=corrupt, checkpoint=checkpoint, blend=blend, hd95=hd95, precision=precision,
+                       progress=not quiet)
     if quiet: return res
     print(table_to_markdown(res['dice'], 1))
     print(f"wrote {', '.join(sorted(p.name for p in res['files']))} to {out}")

@@ -1,4 +1,4 @@
-"""Consistency-driven gating (Eq. 7): a small MLP turns each expert's agreement scores into a reliability logit, a softmax over the available experts into fusion weights, and the weighted sum fuses the features at every scale.
+"""Consistency-driven gating (Eq. 7): agreement scores → reliability logits → fusion weights → fused features.
 
 Docs: https://cloe-nb.github.io/cloe_nb/gating.html.md"""
 
@@ -12,17 +12,10 @@ import torch
 from torch import nn, Tensor
 
 # %% ../nbs/12_gating.ipynb #9e13b437
-def _check_avail(avail:Tensor, shape:tuple):
-    if avail.dtype != torch.bool: raise ValueError(f"avail: expected a bool tensor, got {avail.dtype}")
-    if tuple(avail.shape) != tuple(shape): raise ValueError(f"avail: expected shape {tuple(shape)} (B, M), got {tuple(avail.shape)}")
-    if not avail.any(1).all():
-        raise ValueError(f"avail: samples {avail.any(1).logical_not().nonzero().flatten().tolist()} have no available modality; at least one is required")
-
 def masked_softmax(logits:Tensor,  # (B, M) reliability logits
                    avail:Tensor    # (B, M) bool, which experts are available
                   )->Tensor:       # (B, M) float32 weights: softmax over available experts, exactly 0 elsewhere
     "Softmax over the available experts only (Eq. 7); missing experts get weight exactly 0."
-    _check_avail(avail, logits.shape)
     with torch.autocast(logits.device.type, enabled=False):
         return logits.float().masked_fill(~avail, float('-inf')).softmax(-1)
 
@@ -32,7 +25,8 @@ SCORE_TRANSFORMS = ('raw', 'centered', 'log')
 def check_score_transform(name:str  # a gate-input name
                          )->str:    # the name, if it is one of SCORE_TRANSFORMS
     "The one check of a `score_transform` argument, shared by the gate, the model and the training options."
-    if name not in SCORE_TRANSFORMS: raise ValueError(f"score_transform: expected one of {SCORE_TRANSFORMS}, got {name!r}")
+    if name not in SCORE_TRANSFORMS:
+        raise ValueError(f"score_transform: expected one of {SCORE_TRANSFORMS}, got {name!r}")
     return name
 
 def condition_scores(s:Tensor,              # (B, M) agreement scores (Eq. 6), 0 where missing
@@ -65,7 +59,8 @@ class GatingNetwork(nn.Module):
         inputs = tuple(inputs)
         if not inputs or any(i not in _SCORES for i in inputs) or len(set(inputs)) != len(inputs):
             raise ValueError(f"inputs: expected a non-empty subset of {_SCORES}, got {inputs}")
-        self.inputs, self.detach_scores, self.score_transform, self.gain = inputs, detach_scores, check_score_transform(score_transform), gain
+        self.inputs, self.detach_scores, self.gain = inputs, detach_scores, gain
+        self.score_transform = check_score_transform(score_transform)
         self.mlp = nn.Sequential(nn.Linear(len(inputs), hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, 1))
         if monotone_init:
             with torch.no_grad():
@@ -97,6 +92,8 @@ def fuse(features:Tensor|list,  # (B, M, C, *spatial) features of one scale, or 
         )->Tensor|list:         # (B, C, *spatial), or a list of them
     "Weighted sum of the experts' features over modalities, at one scale or every scale."
     if isinstance(features, (list, tuple)): return [fuse(f, weights) for f in features]
-    if features.shape[:2] != weights.shape: raise ValueError(f"weights: expected shape {tuple(features.shape[:2])} (B, M) to match features, got {tuple(weights.shape)}")
+    if features.shape[:2] != weights.shape:
+        raise ValueError(f"weights: expected shape {tuple(features.shape[:2])} (B, M) to match features, "
+                         f"got {tuple(weights.shape)}")
     w = weights.to(features.dtype).reshape(*weights.shape, *([1] * (features.ndim - 2)))
     return (features * w).sum(1)

@@ -1,4 +1,4 @@
-"""Whole-volume prediction with MONAI's sliding window, all 15 modality subsets at the price of one encoder pass, back to the original grid and label values, a per-case reliability report, and `cloe-predict`.
+"""Sliding-window prediction of any modality subsets (15 for one encoder pass), reliability reports, `cloe-predict`.
 
 Docs: https://cloe-nb.github.io/cloe_nb/inference.html.md"""
 
@@ -7,8 +7,8 @@ Docs: https://cloe-nb.github.io/cloe_nb/inference.html.md"""
 # %% auto #0
 __all__ = ['BLENDS', 'PRECISIONS', 'CHECKPOINTS', 'PRED_SUFFIX', 'parse_roi', 'window_geometry', 'check_blend', 'window_count',
            'check_precision', 'show_progress', 'Progress', 'predict_volume', 'predict_subsets', 'segmentation',
-           'to_original', 'save_nifti', 'save_json', 'reliability_report', 'preprocess_case', 'predict_case',
-           'run_path', 'run_config', 'run_checkpoint', 'load_run', 'cases_from_inputs', 'output_files', 'predict_cli']
+           'to_original', 'save_nifti', 'reliability_report', 'preprocess_case', 'predict_case', 'run_path',
+           'run_config', 'run_checkpoint', 'load_run', 'cases_from_inputs', 'output_files', 'predict_cli']
 
 # %% ../nbs/30_inference.ipynb #58e0fb8e
 import contextlib, json, os, re, sys, tempfile
@@ -20,11 +20,12 @@ from torch import Tensor
 import nibabel as nib
 from monai.inferers import sliding_window_inference
 from fastcore.script import call_parse, store_true
-from .core import (atomic_write, demo_run, writable_dir, BRATS_MODALITIES, PROSTATE_MODALITIES, all_subsets, subset_name, modality_name, parse_subset,
-                          get_convention, classes_to_labels, region_masks, cli_errors, with_hint)
+from .core import (atomic_write, demo_run, writable_dir, save_json, BRATS_MODALITIES, PROSTATE_MODALITIES,
+                          all_subsets, subset_name, modality_name, parse_subset, get_convention, classes_to_labels,
+                          region_masks, check_choice, cli_errors, with_hint)
 from .consistency import expert_scores
 from .datasets import Case, find_cases, read_case
-from .preprocess import prepare_arrays, restore_nifti, restore_probs
+from .preprocess import as_float16, prepare_arrays, restore_nifti, restore_probs
 from .learner import load_checkpoint, model_from_checkpoint, save_checkpoint, model_config
 
 # %% ../nbs/30_inference.ipynb #533502e3
@@ -32,9 +33,11 @@ def parse_roi(roi:str|int|tuple|None  # '112', '128,128,96' (or 128x128x96), an 
              )->int|tuple|None:       # one side, three sides, or None (the checkpoint's training patch)
     "The `--roi` argument of `cloe-predict` and `cloe-evaluate`: one side or three."
     if roi is None: return None
-    try: sides = tuple(int(v) for v in (str(roi).replace('x', ',').split(',') if isinstance(roi, str) else np.atleast_1d(roi)))
+    parts = str(roi).replace('x', ',').split(',') if isinstance(roi, str) else np.atleast_1d(roi)
+    try: sides = tuple(int(v) for v in parts)
     except ValueError: raise ValueError(f"roi: {roi!r}; expected one integer (112) or three (128,128,96)") from None
-    if len(sides) not in (1, 3): raise ValueError(f"roi: {roi!r} has {len(sides)} sides; expected one (112) or three (128,128,96)")
+    if len(sides) not in (1, 3): raise ValueError(f"roi: {roi!r} has {len(sides)} sides; expected one (112) or three "
+                                                  "(128,128,96)")
     if min(sides) < 1: raise ValueError(f"roi: {roi!r}; expected positive window sides")
     return sides[0] if len(sides) == 1 else sides
 
@@ -42,12 +45,13 @@ def window_geometry(shape:tuple,  # spatial size of the volume (D, H, W)
                     roi:int|tuple,  # window size (the training patch), one int or one per axis
                     levels:int      # encoder levels S of the model
                    )->tuple:        # (padded shape, window size), both tuples of 3 ints
-    "Padded volume size and window size such that every window fits the model (divisible by `2**(S-1)`, at least `2**S`)."
+    "Padded volume size and window size such that every window fits the model (multiples of `2**(S-1)`, ≥ `2**S`)."
     k = 2 ** (levels - 1)
     roi = (roi,) * len(shape) if isinstance(roi, (int, np.integer)) else tuple(roi)
     if len(roi) != len(shape): raise ValueError(f"roi: {roi} has {len(roi)} sizes for a {len(shape)}D volume")
     bad = [r for r in roi if r % k or r < 2 * k]
-    if bad: raise ValueError(f"roi: {roi}; expected multiples of 2**(levels-1) = {k} of at least {2*k} for a {levels}-level model")
+    if bad: raise ValueError(f"roi: {roi}; expected multiples of 2**(levels-1) = {k} of at least {2*k} for a "
+                             f"{levels}-level model")
     padded = tuple(max(-(-s // k) * k, 2 * k) for s in shape)
     return padded, tuple(min(r, p) for r, p in zip(roi, padded))
 
@@ -61,26 +65,26 @@ def _as_input(model, image, avail, device)->tuple:
     "Check and batch one preprocessed volume: (1, M, *S) float32 and (M,) bool on `device`."
     x = torch.as_tensor(np.asarray(image) if not isinstance(image, Tensor) else image).float()
     M = model.n_modalities
-    if x.ndim != 4 or x.shape[0] != M: raise ValueError(f"image: expected (M, D, H, W) with M = {M} modalities, got shape {tuple(x.shape)}")
+    if x.ndim != 4 or x.shape[0] != M: raise ValueError(f"image: expected (M, D, H, W) with M = {M} modalities, got "
+                                                        f"shape {tuple(x.shape)}")
     a = torch.as_tensor(np.asarray(avail) if not isinstance(avail, Tensor) else avail)
-    if a.dtype != torch.bool or tuple(a.shape) != (M,): raise ValueError(f"avail: expected a bool mask of shape ({M},), got {a.dtype} {tuple(a.shape)}")
+    if a.dtype != torch.bool or tuple(a.shape) != (M,):
+        raise ValueError(f"avail: expected a bool mask of shape ({M},), got {a.dtype} {tuple(a.shape)}")
     if not a.any(): raise ValueError("avail: no modality is available; at least one is required")
     return x[None].to(device), a.to(device)
 
-BLENDS = ('constant', 'gaussian')   # how overlapping windows are combined: uniform mean (RFNet) or Gaussian-weighted (MONAI, nnU-Net)
+BLENDS = ('constant', 'gaussian')   # overlapping windows: uniform mean (RFNet) or Gaussian-weighted (MONAI, nnU-Net)
 
-def check_blend(blend:str  # 'constant' or 'gaussian'
-               )->str:     # the same name
-    "Validate a window-blending name, with one clear error naming `--blend`."
-    if blend not in BLENDS: raise ValueError(f"blend: expected one of {BLENDS} (constant: RFNet's uniform mean), got {blend!r}")
-    return blend
+def check_blend(blend:str)->str:  # 'constant' or 'gaussian', returned as is
+    "Validate a window-blending name, with one clear error naming `--blend` (`core.check_choice`)."
+    return check_choice(blend, BLENDS, 'blend', "constant: RFNet's uniform mean")
 
 def window_count(shape:tuple,        # spatial size of the volume (D, H, W)
                  roi:int|tuple,       # window size, one int or one per axis
                  levels:int,          # encoder levels S of the model
                  overlap:float=0.5    # window overlap
                 )->int:               # number of windows MONAI's sliding window runs
-    "How many windows cover the (padded) volume: MONAI's scan, one step of `roi * (1 - overlap)` per axis, the last window flush with the end."
+    "How many windows cover the (padded) volume: MONAI's steps of `roi * (1 - overlap)` per axis, the last flush."
     padded, win = window_geometry(shape, roi, levels)
     n = 1
     for s, r in zip(padded, win):
@@ -89,7 +93,7 @@ def window_count(shape:tuple,        # spatial size of the volume (D, H, W)
     return n
 
 def _sliding(predictor, x:Tensor, roi, levels:int, overlap:float, mode:str, sw_batch_size:int, progress=None)->dict:
-    "Pad `x` (1, M, *S) for the model, run MONAI's sliding window with `predictor`, crop the maps back to *S; `progress` counts the windows."
+    "Pad `x` (1, M, *S), run MONAI's sliding window with `predictor`, crop the maps to *S; `progress` counts windows."
     check_blend(mode)
     shape = tuple(x.shape[2:])
     padded, roi_size = window_geometry(shape, roi, levels)
@@ -102,27 +106,27 @@ def _sliding(predictor, x:Tensor, roi, levels:int, overlap:float, mode:str, sw_b
 
 
 # %% ../nbs/30_inference.ipynb #44213cea
-PRECISIONS = ('fp32', 'bf16')   # fp32: the reference; bf16: autocast of the network (faster where the CPU has bf16 units, not bit-equal)
+PRECISIONS = ('fp32', 'bf16')   # fp32: the reference; bf16: autocast of the network (faster, not bit-equal)
 
 def check_precision(precision:str  # 'fp32' or 'bf16'
                    )->str:         # the same name
     "Validate a precision name, with one clear error naming `--precision`."
-    if precision not in PRECISIONS: raise ValueError(f"precision: expected one of {PRECISIONS} (fp32: the reference; bf16: faster, not bit-equal), got {precision!r}")
-    return precision
+    return check_choice(precision, PRECISIONS, 'precision', "fp32: the reference; bf16: faster, not bit-equal")
 
 def _autocast(device:torch.device, precision:str):
     "bf16 autocast around the network's calls, or nothing (fp32)."
-    return torch.autocast(device.type, dtype=torch.bfloat16) if check_precision(precision) == 'bf16' else contextlib.nullcontext()
+    if check_precision(precision) == 'fp32': return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
 
 def show_progress(progress:bool  # asked for (the command lines: unless --quiet)
                  )->bool:        # whether a bar is drawn
-    "A bar only where it can be redrawn in place: a terminal or a Jupyter notebook, never a log file, a pipe or captured output."
+    "A bar only where it can be redrawn in place: a terminal or a Jupyter notebook, not a log, pipe or captured text."
     if not progress: return False
     from fastprogress.fastprogress import IN_NOTEBOOK
     return bool(IN_NOTEBOOK) or bool(getattr(sys.stdout, 'isatty', lambda: False)())
 
 class Progress:
-    "fastprogress's bar advanced by hand (`advance`): done/total, elapsed<remaining; nothing at all where `show_progress` says no."
+    "fastprogress's bar advanced by hand (`advance`): done/total, elapsed<remaining; none if `show_progress` says no."
     def __init__(self,
                  total:int,        # steps (windows, cases)
                  show:bool=True,   # asked for
@@ -141,16 +145,18 @@ class Progress:
         self.bar.update(self.done)
     def __enter__(self): return self
     def __exit__(self, *exc):
-        if self.bar is not None and self.done < self.total: self.bar.on_interrupt()   # an error: the bar's line is cleared, not left half-drawn
+        # an error: the bar's line is cleared, not left half-drawn
+        if self.bar is not None and self.done < self.total: self.bar.on_interrupt()
 
 
 # %% ../nbs/30_inference.ipynb #60d40004
 def _volume_predictor(model, avail:Tensor, precision:str='fp32'):
-    "Window → spatial maps of one forward pass: fused probs, expert probs (M*C channels), region map (float32 whatever the precision)."
+    "Window → maps of one forward pass: fused probs, expert probs (M*C channels), region map (all float32)."
     def _pred(xw:Tensor)->dict:
         a = avail.expand(len(xw), -1)
         with _autocast(xw.device, precision):
-            if hasattr(model, 'experts'):   # CLoE: its forward pass without the contrastive head, which only training needs
+            # CLoE: its forward pass without the contrastive head, which only training needs
+            if hasattr(model, 'experts'):
                 feats, expert_logits = model.experts(xw, a)
                 out = dict(model.fuse_experts(feats, expert_logits, a), expert_logits=expert_logits)
             else: out = model(xw, a)
@@ -166,12 +172,12 @@ def predict_volume(model:torch.nn.Module,  # CLoE (or a baseline) called as mode
                    avail,                    # (M,) bool: which modalities are available (the others are ignored)
                    roi:int|tuple=112,        # window size: the training patch
                    overlap:float=0.5,        # window overlap (paper, RFNet: 0.5)
-                   mode:str='constant',      # blending of overlapping windows: 'constant' (uniform, RFNet) or 'gaussian'
+                   mode:str='constant',      # overlapping windows: 'constant' (uniform, RFNet) or 'gaussian'
                    sw_batch_size:int=1,      # windows per forward pass
                    device:str|None=None,     # where to compute; None: the model's device
-                   precision:str='fp32',     # 'fp32' (the reference) or 'bf16' (autocast: faster where supported, not bit-equal)
-                   progress:bool=False       # a bar of the windows, where a terminal or notebook shows it (`show_progress`)
-                  )->dict:                   # probs (C,*S), expert_probs (M,C,*S) or None, region (*S) or None, avail (M,)
+                   precision:str='fp32',     # 'fp32' (the reference) or 'bf16' (autocast: faster, not bit-equal)
+                   progress:bool=False       # a bar of the windows where a terminal or notebook shows it
+                  )->dict:                   # probs (C,*S), expert_probs (M,C,*S), region (*S) (or None), avail (M,)
     "Whole-volume prediction for one modality subset with MONAI's sliding window (float32 maps, on the input grid)."
     check_precision(precision)
     dev = _device(model, device)
@@ -188,8 +194,9 @@ def predict_volume(model:torch.nn.Module,  # CLoE (or a baseline) called as mode
 
 
 # %% ../nbs/30_inference.ipynb #4bad3193
-def _subsets_predictor(model, masks:Tensor, subset_batch:int|None, uniform:bool=False, weights_log:list|None=None, precision:str='fp32'):
-    "Window → fused probs of every subset (K*C channels), region maps (K), expert probs (M*C): encoders and experts once."
+def _subsets_predictor(model, masks:Tensor, subset_batch:int|None, uniform:bool=False, weights_log:list|None=None,
+                       precision:str='fp32'):
+    "Window → fused probs of every subset (K*C channels), region maps (K), expert probs (M*C): experts run once."
     K, M = masks.shape
     union = masks.any(0)
     def _experts_free(xw:Tensor)->dict:   # a model without experts: the K masked copies in one batch
@@ -203,7 +210,8 @@ def _subsets_predictor(model, masks:Tensor, subset_batch:int|None, uniform:bool=
         n = len(xw)
         a = union.expand(n, -1)
         x = torch.where(a[:, :, None, None, None], xw, torch.zeros((), dtype=xw.dtype, device=xw.device))
-        with _autocast(xw.device, precision): feats, expert_logits = model.experts(x, a)   # every available encoder and expert, once
+        # every available encoder and expert, once
+        with _autocast(xw.device, precision): feats, expert_logits = model.experts(x, a)
         fused, regions, weights = [], [], []
         for start in range(0, K, subset_batch or K):
             chunk = masks[start:start + (subset_batch or K)]
@@ -225,31 +233,36 @@ def predict_subsets(model:torch.nn.Module,   # CLoE (or a baseline) called as mo
                     subsets:list|None=None,   # availability masks (or names, e.g. 'FLAIR+T1c'); None: all 2^M - 1
                     roi:int|tuple=112,        # window size: the training patch
                     overlap:float=0.5,        # window overlap
-                    mode:str='constant',      # blending of overlapping windows: 'constant' (uniform, RFNet) or 'gaussian'
+                    mode:str='constant',      # overlapping windows: 'constant' (uniform, RFNet) or 'gaussian'
                     sw_batch_size:int=1,      # windows per pass
-                    subset_batch:int|None=None,  # subsets per fusion-decoder call; None: 1 on a CPU (fastest there), all at once on a GPU
-                    modalities:tuple|None=None,  # modality tags in tensor order (to parse subset names); None: BraTS for M=4
+                    subset_batch:int|None=None,  # subsets per fusion-decoder call; None: 1 on a CPU, all on a GPU
+                    modalities:tuple|None=None,  # tags in tensor order (to parse subset names); None: BraTS for M=4
                     device:str|None=None,     # where to compute; None: the model's device
-                    uniform:bool=False,       # fuse with plain-mean weights instead of the model's (the same experts without the gate)
-                    precision:str='fp32',     # 'fp32' (the reference) or 'bf16' (autocast: faster where supported, not bit-equal)
-                    progress:bool=False       # a bar of the windows, where a terminal or notebook shows it (`show_progress`)
-                   )->dict:                   # subsets, probs (K,C,*S), region (K,*S), expert_probs (M,C,*S), fusion_weights (K,M) mean over windows; None where the model has none
+                    uniform:bool=False,       # fuse with plain-mean weights instead of the model's (no gate)
+                    precision:str='fp32',     # 'fp32' (the reference) or 'bf16' (autocast: faster, not bit-equal)
+                    progress:bool=False       # a bar of the windows where a terminal or notebook shows it
+                   )->dict:                   # subsets, probs (K,C,*S), region (K,*S), expert_probs, fusion_weights
     "Whole-volume prediction for many modality subsets, sharing each window's encoder and expert work across subsets."
     M = model.n_modalities
-    if modalities is None: modalities = BRATS_MODALITIES if M == 4 else PROSTATE_MODALITIES if M == 2 else tuple(f'm{i}' for i in range(M))
+    if modalities is None:
+        modalities = BRATS_MODALITIES if M == 4 else PROSTATE_MODALITIES if M == 2 else tuple(f'm{i}'
+                                                                                              for i in range(M))
     if subsets is None: subsets = all_subsets(modalities)
     masks = [parse_subset(s, modalities) for s in subsets]
     if not masks: raise ValueError("subsets: empty list; expected at least one availability mask")
-    if subset_batch is not None and subset_batch < 1: raise ValueError(f"subset_batch: {subset_batch}; expected a positive number or None")
+    if subset_batch is not None and subset_batch < 1:
+        raise ValueError(f"subset_batch: {subset_batch}; expected a positive number or None")
     check_precision(precision)
     dev = _device(model, device)
     model = model.to(dev).eval()
     mask_t = torch.tensor(masks, dtype=torch.bool, device=dev)
-    if subset_batch is None: subset_batch = 1 if dev.type == 'cpu' else len(masks)   # the same maps either way (tested below); measured in 70_performance
+    # the same maps either way (tested below); measured in 70_performance
+    if subset_batch is None: subset_batch = 1 if dev.type == 'cpu' else len(masks)
     x, union = _as_input(model, image, mask_t.any(0), dev)
     log, L = [], _levels(model)
     with torch.no_grad(), Progress(window_count(x.shape[2:], roi, L, overlap), progress) as bar:
-        out = _sliding(_subsets_predictor(model, mask_t, subset_batch, uniform, log, precision), x, roi, L, overlap, mode, sw_batch_size, bar)
+        out = _sliding(_subsets_predictor(model, mask_t, subset_batch, uniform, log, precision), x, roi, L, overlap,
+                       mode, sw_batch_size, bar)
     K = len(masks); S = out['probs'].shape[1:]
     ep = out.get('expert_probs')
     return dict(subsets=masks, probs=out['probs'].reshape(K, -1, *S), region=out.get('region'),
@@ -260,7 +273,8 @@ def predict_subsets(model:torch.nn.Module,   # CLoE (or a baseline) called as mo
 def segmentation(probs:Tensor|np.ndarray  # (C, *S) class probabilities
                 )->np.ndarray:            # (*S) uint8 class indices
     "Arg-max class map of a probability map (the first class among equals, as `torch.argmax`)."
-    return np.asarray(probs, dtype=np.float32).argmax(0).astype(np.uint8)   # numpy's: 4x faster than torch's arg-max over the first axis on a CPU
+    # numpy's: 4x faster than torch's arg-max over the first axis on a CPU
+    return np.asarray(probs, dtype=np.float32).argmax(0).astype(np.uint8)
 
 def to_original(classes:np.ndarray,  # (*S) class indices on the cropped grid
                 meta:dict,           # the case's cache metadata (`meta.json`, or `preprocess_case`'s)
@@ -275,12 +289,6 @@ def save_nifti(img:nib.Nifti1Image,  # the image to write
               )->Path:
     "Write a NIfTI image atomically (temporary file, then rename)."
     return atomic_write(path, lambda tmp: nib.save(img, tmp))
-
-def save_json(obj:dict,      # JSON-able data
-              path:str|Path  # destination
-             )->Path:
-    "Write JSON atomically (temporary file, then rename)."
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=1)))
 
 # %% ../nbs/30_inference.ipynb #e2ad397b
 def _region_volumes(classes:np.ndarray, convention, voxel_ml:float)->dict:
@@ -297,53 +305,62 @@ def reliability_report(model:torch.nn.Module,  # the model that made the predict
     "Per-case reliability: each expert's MEC/REC scores, fusion weight, region volumes, and where experts disagree."
     lc = get_convention(convention)
     avail = torch.as_tensor(pred['avail']).bool()
-    if len(modalities) != len(avail): raise ValueError(f"modalities: {len(modalities)} tags {tuple(modalities)} for a mask of {len(avail)} modalities")
+    if len(modalities) != len(avail): raise ValueError(f"modalities: {len(modalities)} tags {tuple(modalities)} for a "
+                                                       f"mask of {len(avail)} modalities")
     voxel_ml = float(np.prod(spacing)) / 1000.
     fused = segmentation(pred['probs'])
     fg = lc.foreground
     rep = dict(case=case, modalities=[modality_name(m) for m, a in zip(modalities, avail) if a],
-               missing=[modality_name(m) for m, a in zip(modalities, avail) if not a], spacing_mm=[float(s) for s in spacing],
+               missing=[modality_name(m) for m, a in zip(modalities, avail) if not a],
+               spacing_mm=[float(s) for s in spacing],
                fused=dict(volumes_ml=_region_volumes(fused, lc, voxel_ml)))
     fg_ml = rep['fused']['volumes_ml'][fg]
     if pred.get('expert_probs') is None:
         rep.update(experts=[], disagreement=None, least_reliable=None,
-                   summary=f"{model.__class__.__name__} has no modality experts: no reliability scores; predicted {fg} {fg_ml:.1f} mL.")
+                   summary=f"{model.__class__.__name__} has no modality experts: no reliability scores; predicted "
+                           f"{fg} {fg_ml:.1f} mL.")
         return rep
     probs = pred['expert_probs'].float()
     with torch.no_grad():
-        s_mec, s_rec = expert_scores(probs[None], avail[None], pred['region'].float()[None, None], getattr(model, 'eps', 1e-6))
-        w = model.fusion_weights(s_mec.to(_device(model, None)), s_rec.to(_device(model, None)), avail[None].to(_device(model, None)))[0].cpu()
+        s_mec, s_rec = expert_scores(probs[None], avail[None], pred['region'].float()[None, None],
+                                     getattr(model, 'eps', 1e-6))
+        w = model.fusion_weights(s_mec.to(_device(model, None)), s_rec.to(_device(model, None)),
+                                 avail[None].to(_device(model, None)))[0].cpu()
     idx = np.flatnonzero(avail.numpy())
     classes = {m: segmentation(probs[m]) for m in idx}
-    experts = [dict(modality=modality_name(modalities[m]), mec=round(float(s_mec[0, m]), 4), rec=round(float(s_rec[0, m]), 4),
+    experts = [dict(modality=modality_name(modalities[m]), mec=round(float(s_mec[0, m]), 4),
+                    rec=round(float(s_rec[0, m]), 4),
                     weight=round(float(w[m]), 4), volumes_ml=_region_volumes(classes[m], lc, voxel_ml),
                     differs_from_fused_ml=round(float((classes[m] != fused).sum()) * voxel_ml, 3)) for m in idx]
     stack = np.stack([classes[m] for m in idx])
     dis_ml = round(float((stack != stack[:1]).any(0).sum()) * voxel_ml, 3)
+    pct = round(100 * dis_ml / fg_ml, 1) if fg_ml > 0 else None
     rep.update(experts=experts, disagreement=dict(ml=dis_ml, foreground=fg, foreground_ml=fg_ml,
-                                                  percent_of_foreground=round(100 * dis_ml / fg_ml, 1) if fg_ml > 0 else None))
+                                                  percent_of_foreground=pct))
     if len(idx) == 1:
         e = experts[0]
-        rep.update(least_reliable=None, summary=f"Only {e['modality']} available: no cross-check between experts is possible; predicted {fg} {fg_ml:.1f} mL.")
+        rep.update(least_reliable=None, summary=f"Only {e['modality']} available: no cross-check between experts is "
+                                                f"possible; predicted {fg} {fg_ml:.1f} mL.")
         return rep
     key = 'rec' if getattr(getattr(model, 'config', None), 'rec', True) else 'mec'
     worst = min(experts, key=lambda e: (e[key], e['mec']))
-    pct = rep['disagreement']['percent_of_foreground']
     rep['least_reliable'] = worst['modality']
-    rep['summary'] = (f"{worst['modality']} expert disagrees most ({key.upper()} {worst[key]:.3f}); weight {worst['weight']:.2f}. "
-                      f"Experts disagree on {dis_ml:.1f} mL" + (f" ({pct:.0f}% of the predicted {fg}, {fg_ml:.1f} mL)." if pct is not None else f"; no {fg} predicted."))
+    share = f" ({pct:.0f}% of the predicted {fg}, {fg_ml:.1f} mL)." if pct is not None else f"; no {fg} predicted."
+    rep['summary'] = (f"{worst['modality']} expert disagrees most ({key.upper()} {worst[key]:.3f}); "
+                      f"weight {worst['weight']:.2f}. Experts disagree on {dis_ml:.1f} mL" + share)
     return rep
 
 # %% ../nbs/30_inference.ipynb #6f68af8c
 def preprocess_case(case:Case,          # a case whose `modalities` are the ones present on disk
                     modalities:tuple,   # the model's modality tags in tensor order
-                    spacing:tuple|None=None  # the voxel size the model was trained at (the run's `grid_spacing`); None: the case's own grid
+                    spacing:tuple|None=None  # the model's training voxel size (run's `grid_spacing`); None: own grid
                    )->tuple:            # (image (M, *S) float32, avail (M,) bool, meta dict as in the cache)
-    "Read, resample, crop and z-score one case in memory exactly as the cache does (`prepare_arrays`); missing modalities are zero and unavailable."
+    "Read, resample, crop and z-score a case in memory as the cache does (`prepare_arrays`); missing modalities are 0."
     extra = [m for m in case.modalities if m not in modalities]
-    if extra: raise ValueError(f"case {case.id}: modalities {extra} are not among the model's {list(modalities)}; expected a checkpoint trained on them")
+    if extra: raise ValueError(f"case {case.id}: modalities {extra} are not among the model's {list(modalities)}; "
+                               "expected a checkpoint trained on them")
     cropped, _, meta = prepare_arrays(Case(**{**case.__dict__, 'label': None}), spacing)
-    cropped = cropped.astype(np.float16).astype(np.float32)                  # the cache stores float16
+    cropped = as_float16(cropped, case.id).astype(np.float32)   # the cache's rounding
     full = np.zeros((len(modalities), *cropped.shape[1:]), np.float32)
     idx = [modalities.index(m) for m in case.modalities]
     full[idx] = cropped
@@ -358,28 +375,43 @@ def predict_case(model:torch.nn.Module,  # the model
                  overlap:float=0.5,      # window overlap
                  device:str|None=None,   # where to compute
                  blend:str='constant',   # overlapping windows: 'constant' (uniform mean, RFNet) or 'gaussian'
-                 spacing:tuple|None=None, # the voxel size the model was trained at (the run's `grid_spacing`); None: the case's own grid
+                 spacing:tuple|None=None, # the model's training voxel size (run's `grid_spacing`); None: own grid
                  precision:str='fp32',   # 'fp32' (the reference) or 'bf16' (faster where supported, not bit-equal)
                  progress:bool=False     # a bar of the windows, where a terminal or notebook shows it
                 )->dict:                 # seg (Nifti1Image), report (dict), meta (dict), pred (predict_volume's dict)
-    "Predict one case from its files: segmentation in the original geometry and label values, plus its reliability report."
+    "Predict one case from its files: a segmentation in the original geometry and label values, and its reliability."
     lc = get_convention(case.convention)
-    if lc.n_classes != model.n_classes: raise ValueError(f"case {case.id}: its label convention {lc.name!r} has {lc.n_classes} classes, the checkpoint predicts {model.n_classes}")
+    if lc.n_classes != model.n_classes: raise ValueError(f"case {case.id}: its label convention {lc.name!r} has "
+                                                         f"{lc.n_classes} classes, the checkpoint predicts "
+                                                         f"{model.n_classes}")
     image, avail, meta = preprocess_case(case, modalities, spacing)
-    pred = predict_volume(model, image, avail, roi, overlap, blend, device=device, precision=precision, progress=progress)
-    seg = restore_probs(pred['probs'], meta, lc)   # probabilities back to the scanner's grid (resampled if needed), then arg-max
-    return dict(seg=seg, report=reliability_report(model, pred, meta['spacing'], modalities, lc, case.id), meta=meta, pred=pred)
+    pred = predict_volume(model, image, avail, roi, overlap, blend, device=device, precision=precision,
+                          progress=progress)
+    # probabilities back to the scanner's grid (resampled if needed), then arg-max
+    seg = restore_probs(pred['probs'], meta, lc)
+    return dict(seg=seg, report=reliability_report(model, pred, meta['spacing'], modalities, lc, case.id), meta=meta,
+                pred=pred)
 
 # %% ../nbs/30_inference.ipynb #7f11ccbe
-_SUFFIX_TAGS = dict(flair='flair', t1ce='t1ce', t1='t1', t2='t2', t2f='flair', t1c='t1ce', t1n='t1', t2w='t2', adc='adc')
-_SUFFIX_RE = re.compile(r'^(?P<case>.+?)[_-](?P<tag>' + '|'.join(sorted(_SUFFIX_TAGS, key=len, reverse=True)) + r')$', re.I)
+_SUFFIX_TAGS = dict(flair='flair', t1ce='t1ce', t1='t1', t2='t2', t2f='flair', t1c='t1ce', t1n='t1', t2w='t2',
+                    adc='adc')
+_SUFFIX_RE = re.compile(r'^(?P<case>.+?)(?P<sep>[_-])(?P<tag>' + '|'.join(sorted(_SUFFIX_TAGS, key=len, reverse=True))
+                        + r')$', re.I)
+_BRATS2023_TAGS = ('t2f', 't1c', 't1n', 't2w')   # `-t2f` ...: BraTS 2023 naming (labels 0, 1, 2, 3)
+
+def _from_name(stem:str)->tuple|None:
+    "(case id, modality tag, BraTS 2023 naming?) read from a file name without .nii(.gz); None: no known suffix."
+    m = _SUFFIX_RE.match(stem)
+    if m is None: return None
+    tag = m['tag'].lower()
+    return m['case'], _SUFFIX_TAGS[tag], m['sep'] == '-' and tag in _BRATS2023_TAGS
 _NII_RE = re.compile(r'\.nii(\.gz)?$', re.I)
 
 CHECKPOINTS = ('last', 'best')
 
 def run_path(run_or_checkpoint:str|Path  # a run folder, a .pth file, or 'demo'
             )->Path:                     # the folder or file it names
-    "What a RUN argument names: a path, or the word `demo` for the shipped phantom model (`core.demo_run`) unless a path of that name exists."
+    "What a RUN argument names: a path, or `demo`: the shipped phantom model (`core.demo_run`) if no such path exists."
     p = Path(run_or_checkpoint).expanduser()
     return demo_run() if str(run_or_checkpoint) == 'demo' and not p.exists() else p
 
@@ -393,29 +425,33 @@ def run_config(run_or_checkpoint:str|Path  # a run folder, or a checkpoint file 
     except ValueError as e: raise ValueError(f"run {f.parent}: config.json is not valid JSON ({e})") from e
 
 def run_checkpoint(run_or_checkpoint:str|Path,  # a run folder or a .pth file
-                   checkpoint:str='last'         # in a run folder: 'last' (the last epoch, as RFNet and the paper report), 'best', or a .pth path
+                   checkpoint:str='last'         # in a run folder: 'last' (as in the paper), 'best', or a .pth path
                   )->Path:                       # the checkpoint file to load
-    "Which checkpoint of a run to use: its last epoch by default, the best-validated one or an explicit file on request."
+    "Which checkpoint of a run to use: its last epoch by default, the best-validated one or a given file on request."
     p = run_path(run_or_checkpoint)
     if not p.is_dir():
-        if checkpoint != 'last': raise ValueError(f"checkpoint: {checkpoint!r} picks a file in a run folder, but {p} is a checkpoint file already; give the run folder, or leave --checkpoint out")
+        if checkpoint != 'last': raise ValueError(f"checkpoint: {checkpoint!r} picks a file in a run folder, but {p} "
+                                                  "is a checkpoint file already; give the run folder, or leave "
+                                                  "--checkpoint out")
         return p
     if checkpoint not in CHECKPOINTS:
         c = Path(checkpoint).expanduser()
         c = c if c.is_absolute() or c.exists() else p/c
-        if not c.is_file(): raise FileNotFoundError(f"checkpoint: {checkpoint} is neither last, best nor a .pth file (in {p} or as given)")
+        if not c.is_file(): raise FileNotFoundError(f"checkpoint: {checkpoint} is neither last, best nor a .pth file "
+                                                    f"(in {p} or as given)")
         return c
     f = p/f'{checkpoint}.pth'
     if not f.is_file():
         have = sorted(q.name for q in p.glob('*.pth'))
-        raise FileNotFoundError(f"run {p}: no {f.name}" + (f" (it has {', '.join(have)}: pass --checkpoint {have[0][:-4]})" if have else
+        raise FileNotFoundError(f"run {p}: no {f.name}" + (f" (it has {', '.join(have)}: pass --checkpoint "
+                                                           f"{have[0][:-4]})" if have else
                                 "; expected a run folder written by cloe-train or a .pth file"))
     return f
 
 def load_run(run_or_checkpoint:str|Path,  # a run folder or a .pth checkpoint
              device:str|None=None,        # where to put the model; None: CUDA if available, else CPU
-             checkpoint:str='last'        # in a run folder: 'last' (default), 'best', or a .pth path (see `run_checkpoint`)
-            )->tuple:                     # (model in eval mode, info: checkpoint path, epoch, modalities, roi, convention or None)
+             checkpoint:str='last'        # in a run folder: 'last' (default), 'best', or a .pth path
+            )->tuple:                     # (model in eval mode, info: checkpoint, epoch, modalities, roi, convention)
     "The model of a run or checkpoint, with the modality tags and window size it was trained with."
     p = run_path(run_or_checkpoint)
     run = p if p.is_dir() else p.parent
@@ -425,22 +461,26 @@ def load_run(run_or_checkpoint:str|Path,  # a run folder or a .pth checkpoint
     pick = lambda k: ckpt.get(k, cfg.get(k))
     M = int(ckpt['model_config'].get('n_modalities', 4))
     mods = pick('modalities') or {4: BRATS_MODALITIES, 2: PROSTATE_MODALITIES}.get(M)
-    if mods is None: raise ValueError(f"checkpoint {p}: {M} modalities and no 'modalities' entry; expected 4 (BraTS) or 2 (prostate) or a recorded list")
+    if mods is None: raise ValueError(f"checkpoint {p}: {M} modalities and no 'modalities' entry; expected 4 (BraTS) "
+                                      "or 2 (prostate) or a recorded list")
     mods = tuple(mods)
     model = model_from_checkpoint(ckpt, expect=dict(n_modalities=len(mods)))
     dev = torch.device(device) if device else torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     roi = pick('patch') or 112
-    return model.to(dev).eval(), dict(checkpoint=str(p), epoch=ckpt.get('epoch'), modalities=mods, roi=roi, convention=pick('convention'),
-                                      spacing=pick('grid_spacing'))
+    info = dict(checkpoint=str(p), epoch=ckpt.get('epoch'), modalities=mods, roi=roi, convention=pick('convention'),
+                spacing=pick('grid_spacing'))
+    return model.to(dev).eval(), info
 
 def _tag(name:str)->str:
-    m = _SUFFIX_TAGS.get(name.strip().lower()) or {modality_name(t).lower(): t for t in set(_SUFFIX_TAGS.values())}.get(name.strip().lower())
-    if m is None: raise ValueError(f"modalities: unknown modality {name!r}; expected one of {sorted(set(_SUFFIX_TAGS))}")
+    m = _SUFFIX_TAGS.get(name.strip().lower()) or {modality_name(t).lower(): t
+                                                   for t in set(_SUFFIX_TAGS.values())}.get(name.strip().lower())
+    if m is None:
+        raise ValueError(f"modalities: unknown modality {name!r}; expected one of {sorted(set(_SUFFIX_TAGS))}")
     return m
 
 def cases_from_inputs(inputs:list,              # case/dataset folders and/or NIfTI files of one case
                       model_modalities:tuple,   # the model's modality tags in tensor order
-                      modalities:str|list|None=None,  # tags of the explicit files in order (e.g. 'flair,t1ce'); None: from the names
+                      modalities:str|list|None=None,  # tags of the files in order ('flair,t1ce'); None: from the names
                       layout:str='auto'         # layout of the folders (see `find_cases`)
                      )->list:                   # `Case` records with only the modalities present
     "The cases to predict: each folder's cases, plus one case made of the explicit files."
@@ -453,27 +493,31 @@ def cases_from_inputs(inputs:list,              # case/dataset folders and/or NI
     for folder in (p for p in paths if p.is_dir()):
         for c in find_cases(folder, layout):
             present = tuple(m for m in c.modalities if Path(c.images[m]).is_file())
-            if not present: raise ValueError(f"case {c.id}: no modality image found in {folder}; expected files such as {Path(c.images[c.modalities[0]]).name}")
+            if not present: raise ValueError(f"case {c.id}: no modality image found in {folder}; expected files such "
+                                             f"as {Path(c.images[c.modalities[0]]).name}")
             cases.append(Case(c.id, {m: c.images[m] for m in present}, None, present, c.convention, c.layout,
                               {m: c.channels[m] for m in present} if c.channels else None))
     if files:
         bad = [str(f) for f in files if not _NII_RE.search(f.name)]
         if bad: raise ValueError(f"inputs: {bad} are not NIfTI files; expected .nii or .nii.gz")
         stems = [_NII_RE.sub('', f.name) for f in files]
+        named = [_from_name(s) for s in stems]
         if modalities is not None:
-            tags = [_tag(t) for t in (modalities.split(',') if isinstance(modalities, str) else modalities) if str(t).strip()]
-            if len(tags) != len(files): raise ValueError(f"modalities: {len(tags)} tags {tags} for {len(files)} files; expected one tag per file, in order")
-            m0 = _SUFFIX_RE.match(stems[0])
-            cid = m0['case'] if m0 else stems[0]
+            given = modalities.split(',') if isinstance(modalities, str) else modalities
+            tags = [_tag(t) for t in given if str(t).strip()]
+            if len(tags) != len(files): raise ValueError(f"modalities: {len(tags)} tags {tags} for {len(files)} "
+                                                         "files; expected one tag per file, in order")
+            cid = named[0][0] if named[0] else stems[0]
         else:
-            ms = [_SUFFIX_RE.match(s) for s in stems]
-            unknown = [f.name for f, m in zip(files, ms) if m is None]
-            if unknown: raise ValueError(f"inputs: cannot tell the modality of {unknown} from the name; expected a suffix such as _flair, _t1ce, _t1, _t2 (or -t2f ...), or pass --modalities")
-            tags, cid = [_SUFFIX_TAGS[m['tag'].lower()] for m in ms], ms[0]['case']
+            unknown = [f.name for f, n in zip(files, named) if n is None]
+            if unknown: raise ValueError(f"inputs: cannot tell the modality of {unknown} from the name; expected a "
+                                         "suffix such as _flair, _t1ce, _t1, _t2 (or -t2f ...), or pass --modalities")
+            tags, cid = [n[1] for n in named], named[0][0]
         dup = sorted({t for t in tags if tags.count(t) > 1})
         if dup: raise ValueError(f"inputs: more than one file for {dup}; expected one file per modality")
         order = tuple(m for m in model_modalities if m in tags) + tuple(t for t in tags if t not in model_modalities)
-        conv = 'msd-task05' if tuple(model_modalities) == PROSTATE_MODALITIES else 'brats2023' if any(re.search(r'-(t2f|t1c|t1n|t2w)$', s, re.I) for s in stems) else 'brats'
+        conv = ('msd-task05' if tuple(model_modalities) == PROSTATE_MODALITIES else
+                'brats2023' if any(n and n[2] for n in named) else 'brats')
         cases.append(Case(cid, dict(zip(tags, files)), None, order, conv, 'files'))
     ids = [c.id for c in cases]
     dup = sorted({i for i in ids if ids.count(i) > 1})
@@ -481,7 +525,8 @@ def cases_from_inputs(inputs:list,              # case/dataset folders and/or NI
     return cases
 
 # %% ../nbs/30_inference.ipynb #a5264a46
-PRED_SUFFIX = '_pred.nii.gz'   # cloe-predict's segmentation: <case>_pred.nii.gz, never a dataset's label name <case>_seg.nii.gz
+# cloe-predict's segmentation: <case>_pred.nii.gz, never a dataset's label name <case>_seg.nii.gz
+PRED_SUFFIX = '_pred.nii.gz'
 
 def _inside(path:Path, folder:Path)->bool: return path == folder or folder in path.parents
 
@@ -493,41 +538,47 @@ def output_files(out:str|Path,         # the output folder (--out)
     "Each case's output files, refusing an output folder in an input folder and existing files unless `overwrite`."
     out_r = Path(out).expanduser().resolve()
     given = [Path(i).expanduser().resolve() for i in inputs]
-    trees = {p for p in given if not p.is_file()}   # case and dataset folders given: nothing is written in or below them
-    folders = {p.parent for p in given if p.is_file()} | {Path(f).expanduser().resolve().parent for c in cases for f in c.images.values()}
+    # case and dataset folders given: nothing is written in or below them
+    trees = {p for p in given if not p.is_file()}
+    folders = {p.parent for p in given if p.is_file()} | {Path(f).expanduser().resolve().parent for c in cases
+                                                          for f in c.images.values()}
     hits = [f for f in trees if _inside(out_r, f)] + [f for f in folders if out_r == f]   # an image's folder itself
     hit = max(hits, key=lambda f: len(f.parts), default=None)   # the nearest one
     if hit is not None:
-        raise ValueError(f"out {out}: is {'the' if out_r == hit else 'inside the'} input folder {hit}; predictions are never written among the inputs, "
-                         f"expected a separate folder (e.g. --out predictions)")
+        raise ValueError(f"out {out}: is {'the' if out_r == hit else 'inside the'} input folder {hit}; predictions "
+                         "are never written among the inputs, expected a separate folder (e.g. --out predictions)")
     files = {c.id: (Path(out)/f'{c.id}{PRED_SUFFIX}', Path(out)/f'{c.id}_reliability.json') for c in cases}
     existing = [p for pair in files.values() for p in pair if p.exists()]
     if existing and not overwrite:
-        names = ', '.join(p.name for p in existing[:6]) + (f' and {len(existing) - 6} more' if len(existing) > 6 else '')
-        raise FileExistsError(f"out {out}: {len(existing)} output file(s) exist already: {names}; pass --overwrite to replace them, or choose another --out")
+        names = ', '.join(p.name for p in existing[:6]) + (f' and {len(existing) - 6} more' if len(existing) > 6
+                                                           else '')
+        raise FileExistsError(f"out {out}: {len(existing)} output file(s) exist already: {names}; pass --overwrite to "
+                              "replace them, or choose another --out")
     return files
 
 # %% ../nbs/30_inference.ipynb #17910dbc
-_CASE_ERRORS = (ValueError, OSError, RuntimeError)   # a case's own problem: unreadable or inconsistent files, too big for the device
+# a case's own problem: unreadable or inconsistent files, too big for the device
+_CASE_ERRORS = (ValueError, OSError, RuntimeError)
 
 @call_parse
 @cli_errors
-def predict_cli(run:str,                # run folder (its last.pth unless --checkpoint says otherwise) or a .pth checkpoint; 'demo': the shipped phantom model
+def predict_cli(run:str,                # run folder (see --checkpoint) or a .pth file; 'demo': the phantom model
                 *inputs:str,            # case folders (BraTS naming) or NIfTI files of one case
-                out:str='predictions',  # output folder for <case>_pred.nii.gz and <case>_reliability.json; never an input folder
-                modalities:str=None,    # modalities of the explicit files in order, e.g. flair,t1ce (default: from the names)
+                out:str='predictions',  # folder for <case>_pred.nii.gz, <case>_reliability.json; not an input folder
+                modalities:str=None,    # modalities of the files in order, e.g. flair,t1ce (default: from the names)
                 layout:str='auto',      # layout of the input folders: auto, brats, brats2023, msd or csv
-                roi:str=None,           # sliding-window size: 112 or 128,128,96 (default: the checkpoint's training patch, else 112)
+                roi:str=None,           # window size: 112 or 128,128,96 (default: the training patch, else 112)
                 overlap:float=0.5,      # sliding-window overlap
                 blend:str='constant',   # overlapping windows: constant (uniform mean, RFNet) or gaussian
-                checkpoint:str='last',  # in a run folder: last (the last epoch, as the paper reports), best, or a .pth file
+                checkpoint:str='last',  # in a run folder: last (as the paper reports), best, or a .pth file
                 device:str=None,        # cpu, cuda, cuda:1 ... (default: CUDA if available)
-                precision:str='fp32',   # fp32 (the reference) or bf16 (faster on CPUs with bf16 units and on GPUs; not bit-equal, see the docs)
-                overwrite:store_true=False,  # replace output files that exist already; without it they are refused before any prediction
+                precision:str='fp32',   # fp32 (the reference) or bf16 (faster where supported; not bit-equal)
+                overwrite:store_true=False,  # replace existing output files (else refused before any prediction)
                 skip_bad:store_true=False,   # predict the other cases past a bad one, list the bad ones, exit 2
                 quiet:store_true=False):     # print nothing but errors: no progress bar, no line per case
     "Segment cases with any subset of modalities present; write the segmentation and a reliability report per case."
-    check_blend(blend); check_precision(precision); window = parse_roi(roi)   # bad options fail before the model is loaded
+    # bad options fail before the model is loaded
+    check_blend(blend); check_precision(precision); window = parse_roi(roi)
     say = (lambda *a, **k: None) if quiet else print
     model, info = load_run(run, device, checkpoint)
     say(f"checkpoint: {info['checkpoint']} (epoch {info['epoch']})", flush=True)
@@ -537,26 +588,34 @@ def predict_cli(run:str,                # run folder (its last.pth unless --chec
     for c in cases:   # check every case's modalities before the first (slow) prediction
         extra = [m for m in c.modalities if m not in info['modalities']]
         if not extra: continue
-        why = f"case {c.id}: modalities {extra} are not among the checkpoint's {list(info['modalities'])} ({len(info['modalities'])} modalities); expected a checkpoint trained on them"
-        if not skip_bad: raise ValueError(why + ("; pass --skip-bad to predict the other case(s)" if len(cases) > 1 else ''))
+        mods = list(info['modalities'])
+        why = (f"case {c.id}: modalities {extra} are not among the checkpoint's {mods} ({len(mods)} modalities); "
+               "expected a checkpoint trained on them")
+        if not skip_bad:
+            raise ValueError(why + ("; pass --skip-bad to predict the other case(s)" if len(cases) > 1 else ''))
         _skip(c.id, why)
-    files = output_files(out, cases, inputs, overwrite)   # input folders and existing outputs are refused now, not after hours
+    # input folders and existing outputs are refused now, not after hours
+    files = output_files(out, cases, inputs, overwrite)
     writable_dir(out, 'out')   # an unwritable folder fails now, not after the first (slow) prediction
     written = []
     for c in (c for c in cases if c.id not in bad):
         try:
-            res = predict_case(model, c, info['modalities'], window or info['roi'], overlap, device, blend, info['spacing'], precision, not quiet)
+            res = predict_case(model, c, info['modalities'], window or info['roi'], overlap, device, blend,
+                               info['spacing'], precision, not quiet)
             seg = save_nifti(res['seg'], files[c.id][0])
-            rel = save_json(dict(res['report'], checkpoint=info['checkpoint'], epoch=info['epoch'], blend=blend, precision=precision), files[c.id][1])
+            rel = save_json(dict(res['report'], checkpoint=info['checkpoint'], epoch=info['epoch'], blend=blend,
+                                 precision=precision), files[c.id][1])
         except _CASE_ERRORS as e:
             if not skip_bad:
                 if len(cases) == 1: raise
                 where = '' if c.id in str(e) else f" (case {c.id})"
-                raise with_hint(e, f"{where}; pass --skip-bad to predict the other {len(cases) - 1} case(s) and list the bad ones") from e
+                raise with_hint(e, f"{where}; pass --skip-bad to predict the other {len(cases) - 1} case(s) and list "
+                                   "the bad ones") from e
             _skip(c.id, str(e).splitlines()[0] if str(e) else type(e).__name__)
             continue
         say(f"{c.id}: {'+'.join(res['report']['modalities'])} -> {seg} | {res['report']['summary']}", flush=True)
         written.append((seg, rel))
-    if bad: raise ValueError(f"{len(bad)} of {len(cases)} case(s) failed and were skipped: {list(bad)[:10]}{' ...' if len(bad) > 10 else ''} (reasons above); "
+    if bad: raise ValueError(f"{len(bad)} of {len(cases)} case(s) failed and were skipped: "
+                             f"{list(bad)[:10]}{' ...' if len(bad) > 10 else ''} (reasons above); "
                              f"the other {len(written)} were written to {out}")
     return written

@@ -1,4 +1,4 @@
-"""The paper's training protocol as a fastai `Learner`: a modality subset per sample, the total loss (Eq. 11), poly schedule, checkpoints that can't run code.
+"""The paper's training protocol as a fastai `Learner`: modality subsets, the loss (Eq. 11), poly LR, safe checkpoints.
 
 Docs: https://cloe-nb.github.io/cloe_nb/learner.html.md"""
 
@@ -6,35 +6,35 @@ Docs: https://cloe-nb.github.io/cloe_nb/learner.html.md"""
 
 # %% auto #0
 __all__ = ['LEGACY_MODEL', 'OPTIMIZERS', 'LR_STEPS', 'sample_subsets', 'mask_inputs', 'ModalitySubsets', 'RegionDice',
-           'region_metrics', 'FusedLogits', 'rng_state', 'set_rng_state', 'atomic_torch_save', 'save_checkpoint',
-           'load_checkpoint', 'model_from_checkpoint', 'model_config', 'complete_config', 'train_state', 'RunFolder',
-           'StopOnNaN', 'plot_curves', 'resolve_precision', 'optimizer_func', 'cloe_learner', 'poly_schedule', 'PolyLR',
-           'resume', 'RunEpochs']
+           'region_metrics', 'FusedLogits', 'CLoELearner', 'rng_state', 'set_rng_state', 'atomic_torch_save',
+           'save_checkpoint', 'load_checkpoint', 'model_from_checkpoint', 'model_config', 'complete_config',
+           'train_state', 'RunFolder', 'StopOnNaN', 'plot_curves', 'resolve_precision', 'optimizer_func',
+           'cloe_learner', 'poly_schedule', 'PolyLR', 'resume', 'RunEpochs']
 
 # %% ../nbs/20_learner.ipynb #f3c5e7d5
 import math, random
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
-from .core import all_subsets, atomic_write, get_convention, writable_dir, BRATS_MODALITIES, PROSTATE_MODALITIES  # first: it quiets a torch warning fastai triggers on import
 import numpy as np
 import torch
 from torch import Tensor
-from fastai.learner import Learner, Metric
-from fastai.callback.core import Callback, CancelFitException
-from fastai.callback.training import GradientClip
-from fastai.optimizer import Adam, Optimizer, OptimWrapper
 from fastcore.basics import patch, store_attr
 from fastcore.foundation import L
-from functools import partial
+from matplotlib.figure import Figure
+from .core import (all_subsets, atomic_write, get_convention, parse_subset, quiet_fastai, subset_name, writable_dir,
+                          BRATS_MODALITIES, PROSTATE_MODALITIES)
+with quiet_fastai():
+    from fastai.learner import Learner, Metric
+    from fastai.callback.core import Callback, CancelFitException, GatherPredsCallback
+    from fastai.callback.training import GradientClip
+    from fastai.optimizer import Adam, Optimizer, OptimWrapper
+    import fastai.callback.hook   # fastai's own `Learner.summary`
 from .model import build_model, get_config
 from .blocks import set_checkpointing
 from .losses import CLoELoss
 from .metrics import region_dice
 from .augment import corrupt_modality, CORRUPTIONS, TensorLabelMap
-from .core import parse_subset, subset_name
-from contextlib import contextmanager
-from fastai.callback.core import GatherPredsCallback
-from matplotlib.figure import Figure
-import fastai.callback.hook   # adds `Learner.summary`
 
 # %% ../nbs/20_learner.ipynb #ff98fbe4
 def sample_subsets(n:int,                 # number of samples
@@ -44,7 +44,8 @@ def sample_subsets(n:int,                 # number of samples
                   )->Tensor:              # (n, M) bool availability, never all False
     "Draw one non-empty modality subset per sample."
     if n_modalities < 1: raise ValueError(f"n_modalities: expected >= 1, got {n_modalities}")
-    if p_full is not None and not 0 <= p_full <= 1: raise ValueError(f"p_full: expected a probability in [0, 1], got {p_full}")
+    if p_full is not None and not 0 <= p_full <= 1:
+        raise ValueError(f"p_full: expected a probability in [0, 1], got {p_full}")
     n_sub = 2**n_modalities - 1
     if p_full is None or n_sub == 1: code = torch.randint(1, n_sub + 1, (n,), generator=generator)
     else:
@@ -58,31 +59,35 @@ def mask_inputs(x:Tensor,      # (B, M, *spatial) images
                 avail:Tensor   # (B, M) bool availability
                )->Tensor:      # x with the missing modalities zeroed
     "Zero the missing modalities: $\\tilde x_m = \\delta_m x_m$."
-    if avail.shape != x.shape[:2]: raise ValueError(f"avail: shape {tuple(avail.shape)} does not match images' (B, M) = {tuple(x.shape[:2])}")
+    if avail.shape != x.shape[:2]:
+        raise ValueError(f"avail: shape {tuple(avail.shape)} does not match images' (B, M) = {tuple(x.shape[:2])}")
     return x * avail.view(*avail.shape, *([1] * (x.ndim - 2))).to(x.dtype)
 
 class ModalitySubsets(Callback):
-    "Draw a modality subset per training sample and zero the missing inputs; validate on the full set and a rotating subset."
-    order = 1   # after fastai's GatherPredsCallback (0), which keeps the inputs as given; before CastToTensor (9), mixed precision and the model
+    "Draw a modality subset per training sample and zero the missing inputs; validate on full and rotating subsets."
+    order = 1   # after GatherPredsCallback (0), which keeps the inputs as given; before CastToTensor (9) and the model
     def __init__(self,
                  modalities:tuple=BRATS_MODALITIES,  # modality tags in tensor order
                  p_full:float|None=None,  # probability of the full set in training; None: uniform over subsets
                  rotate_valid:bool=True,  # also validate on one more subset per epoch, rotating through all
-                 p_corrupt:float=0.,      # training only: probability that a sample with >= 2 modalities has one corrupted
+                 p_corrupt:float=0.,      # training: probability of one corrupted modality (samples with >= 2)
                  corruptions:tuple=CORRUPTIONS):  # kinds drawn uniformly (`cloe_nb.augment.corrupt_modality`)
         if not 0 <= p_corrupt <= 1: raise ValueError(f"p_corrupt: expected a probability in [0, 1], got {p_corrupt}")
         bad = [k for k in corruptions if k not in CORRUPTIONS]
-        if bad or not corruptions: raise ValueError(f"corruptions: expected a non-empty subset of {CORRUPTIONS}, got {tuple(corruptions)}")
+        if bad or not corruptions:
+            raise ValueError(f"corruptions: expected a non-empty subset of {CORRUPTIONS}, got {tuple(corruptions)}")
         store_attr()
         self.n_modalities = len(modalities)
         self.subsets = torch.tensor(all_subsets(modalities))
-        self.valid_avail = None   # (M,) bool: the subset validation and prediction use; None: the full set (see `Learner.modality_subset`)
+        self.valid_avail = None   # (M,) bool: the subset validation and prediction use; None: all
     @property
-    def valid_subset(self)->Tensor: return self.subsets[(getattr(self.learn, 'epochs_done', 0) + self.epoch) % len(self.subsets)]
+    def valid_subset(self)->Tensor:
+        return self.subsets[(getattr(self.learn, 'epochs_done', 0) + self.epoch) % len(self.subsets)]
 
     def before_batch(self):
         x = self.xb[0]
-        if x.shape[1] != self.n_modalities: raise ValueError(f"images: {x.shape[1]} modality channels, expected {self.n_modalities}")
+        if x.shape[1] != self.n_modalities:
+            raise ValueError(f"images: {x.shape[1]} modality channels, expected {self.n_modalities}")
         x = x.as_subclass(Tensor)   # a plain tensor (fastai's typed batches are for showing)
         full = torch.ones(self.n_modalities, dtype=torch.bool) if self.valid_avail is None else self.valid_avail
         avail = (sample_subsets(len(x), self.n_modalities, self.p_full) if self.training
@@ -94,7 +99,7 @@ class ModalitySubsets(Callback):
     def before_validate(self):
         "Inside `get_preds` (and `predict`, `show_results`, `summary`) no second, rotating-subset pass."
         self.gathering = any(isinstance(cb, GatherPredsCallback) for cb in self.learn.cbs)
-    def after_fit(self): self.learn.xb_full = self.learn.subset_pred = None   # no batch left behind (or in `learn.export`)
+    def after_fit(self): self.learn.xb_full = self.learn.subset_pred = None   # no batch left behind (or in an export)
 
     def _corrupt(self, x:Tensor, avail:Tensor)->Tensor:
         "With probability p_corrupt per sample (>= 2 available), one available modality replaced by a corrupted copy."
@@ -128,7 +133,7 @@ class RegionDice(Metric):
         pred = learn.subset_pred if self.subset else learn.pred
         if pred is None: return
         bs = len(learn.yb[0])
-        logits = pred['logits'] if isinstance(pred, dict) else pred   # inside `get_preds`: the logits alone (`FusedLogits`)
+        logits = pred['logits'] if isinstance(pred, dict) else pred   # in `get_preds`: the logits (`FusedLogits`)
         self.total += region_dice(logits.float(), learn.yb[0], self.convention)[self.idx].item() * bs
         self.count += bs
     @property
@@ -141,16 +146,18 @@ def region_metrics(convention:str='brats',  # label convention
                   )->list:
     "One `RegionDice` per region, on the full set and (optionally) the rotating subset."
     regions = get_convention(convention).regions
-    return [RegionDice(r, convention) for r in regions] + ([RegionDice(r, convention, True) for r in regions] if rotate_valid else [])
+    return [RegionDice(r, convention) for r in regions] + ([RegionDice(r, convention, True) for r in regions]
+                                                           if rotate_valid else [])
 
 # %% ../nbs/20_learner.ipynb #02edfa7b
 class FusedLogits(Callback):
-    "While fastai gathers predictions (`get_preds`, `predict`, `show_results`, `summary`), `learn.pred` is the fused logits."
+    "While fastai gathers predictions (`get_preds`, `predict`, ...), `learn.pred` is the fused logits."
     order = 1   # the loss and this run before fastai's GatherPredsCallback (order 0) reads `pred` after the batch
     def __init__(self): super().__init__()   # no arguments (not fastai's per-event ones)
     def before_validate(self): self.gathering = any(isinstance(cb, GatherPredsCallback) for cb in self.learn.cbs)
     def after_loss(self):
-        if not self.training and self.gathering and isinstance(self.pred, dict): self.learn.pred = self.pred['logits'].float()
+        if not self.training and self.gathering and isinstance(self.pred, dict):
+            self.learn.pred = self.pred['logits'].float()
 
 @patch
 def activation(self:CLoELoss, logits:Tensor  # (B, C, *S) fused logits
@@ -166,26 +173,33 @@ def decodes(self:CLoELoss, probs:Tensor  # (B, C, *S) class probabilities
 
 
 # %% ../nbs/20_learner.ipynb #2259288e
-@patch
-@contextmanager
-def modality_subset(self:Learner,
-                    subset  # 'FLAIR+T1c', a list of tags or a bool mask (`cloe_nb.core.parse_subset`); None: the full set
-                   ):
-    "Validate and predict (`get_preds`, `predict`, `show_results`, `validate`) from one modality subset."
-    cb = next((c for c in self.cbs if isinstance(c, ModalitySubsets)), None)
-    if cb is None: raise ValueError("learner: no ModalitySubsets callback; expected a learner built by cloe_learner")
-    old = cb.valid_avail
-    cb.valid_avail = None if subset is None else torch.tensor(parse_subset(subset, cb.modalities))
-    try: yield self
-    finally: cb.valid_avail = old
+class CLoELearner(Learner):
+    "fastai's `Learner` with CLoE's two additions: `modality_subset` (here) and the poly schedule `fit_poly` (below)."
+    def __init__(self, dls,   # fastai DataLoaders (`cloe_learner` builds the learner)
+                 model,       # the model, called as model(x, avail)
+                 **kwargs):   # fastai `Learner`'s other arguments
+        super().__init__(dls, model, **kwargs)
 
+    @contextmanager
+    def modality_subset(self,
+                        subset  # 'FLAIR+T1c', a list of tags or a bool mask (`parse_subset`); None: the full set
+                       ):
+        "Validate and predict (`get_preds`, `predict`, `show_results`, `validate`) from one modality subset."
+        cb = next((c for c in self.cbs if isinstance(c, ModalitySubsets)), None)
+        if cb is None:
+            raise ValueError("learner: no ModalitySubsets callback; expected a learner built by cloe_learner")
+        old = cb.valid_avail
+        cb.valid_avail = None if subset is None else torch.tensor(parse_subset(subset, cb.modalities))
+        try: yield self
+        finally: cb.valid_avail = old
 
 # %% ../nbs/20_learner.ipynb #748f12e0
 def rng_state()->dict:
     "The state of Python's, NumPy's and torch's random generators, as tensors and numbers only."
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     py_version, py_state, py_gauss = random.getstate()
-    return dict(python=[py_version, list(py_state), py_gauss], numpy=[kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+    return dict(python=[py_version, list(py_state), py_gauss],
+                numpy=[kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
                 torch=torch.get_rng_state(), cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [])
 
 def set_rng_state(state:dict  # as returned by `rng_state`
@@ -230,12 +244,14 @@ def load_checkpoint(path:str|Path,  # a file written by `save_checkpoint`
     if not path.is_file(): raise FileNotFoundError(f"checkpoint: {path} does not exist or is not a file")
     try: ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
-        raise ValueError(f"checkpoint: {path} was refused: it is corrupt or holds objects other than tensors and plain data "
-                         f"({type(e).__name__}), which could run code when unpickled; cloe_nb never loads such files") from None
+        raise ValueError(f"checkpoint: {path} was refused: it is corrupt or holds objects other than tensors and "
+                         f"plain data ({type(e).__name__}), which could run code when unpickled; "
+                         "cloe_nb never loads such files") from None
     if not isinstance(ckpt, dict) or ckpt.get('format') != 'cloe_nb-checkpoint-1':
         raise ValueError(f"checkpoint: {path} is not a cloe_nb checkpoint (no 'format': 'cloe_nb-checkpoint-1' entry)")
     missing = [k for k in ('model', 'model_config') if not isinstance(ckpt.get(k), dict)]
-    if missing: raise ValueError(f"checkpoint: {path} has no {' and no '.join(repr(k) for k in missing)} entry; expected a checkpoint written by cloe-train (save_checkpoint)")
+    if missing: raise ValueError(f"checkpoint: {path} has no {' and no '.join(repr(k) for k in missing)} entry; "
+                                 "expected a checkpoint written by cloe-train (save_checkpoint)")
     return ckpt
 
 # %% ../nbs/20_learner.ipynb #1fa45c9b
@@ -254,23 +270,25 @@ def model_from_checkpoint(ckpt:dict|str|Path,  # a loaded checkpoint, or its pat
     try: model.load_state_dict(ckpt['model'])
     except RuntimeError as e:
         n = str(e).count('size mismatch'); first = str(e).splitlines()[1].strip() if '\n' in str(e) else str(e)
-        raise ValueError(f"checkpoint: its weights do not match its own model config {cfg} ({n} shape mismatch(es); first: {first[:160]})") from None
+        raise ValueError(f"checkpoint: its weights do not match its own model config {cfg} "
+                         f"({n} shape mismatch(es); first: {first[:160]})") from None
     return model
 
 def model_config(model:torch.nn.Module  # a model built by `build_model` (CLoE, an ablation or a baseline)
                 )->dict:                # keyword arguments of `build_model` that rebuild it
     "The JSON-able configuration that rebuilds `model` with `build_model`: its constructor's arguments, as given."
     args = getattr(model, 'init_args', None)
-    if args is None: raise ValueError(f"model: a {type(model).__name__} has no recorded constructor arguments; expected a model built by cloe_nb.model.build_model")
+    if args is None: raise ValueError(f"model: a {type(model).__name__} has no recorded constructor arguments; "
+                                      "expected a model built by cloe_nb.model.build_model")
     cfg = dict(name=args.get('ablation', model.ablation), **{k: v for k, v in args.items() if k != 'ablation'})
     return _norm(dict(cfg, widths=list(cfg['widths'])))
 
 def complete_config(cfg:dict  # a saved model config (older checkpoints recorded fewer arguments)
                    )->dict:   # every constructor argument, defaults filled in
-    "A model config with all its arguments, so that configs saved by different versions compare equal when they build the same model."
-    if get_config(cfg.get('name', 'full')).experts: cfg = {**LEGACY_MODEL, **cfg}   # a CLoE saved before these options existed
+    "A model config with all its arguments: configs of different versions compare equal if they build one model."
+    if get_config(cfg.get('name', 'full')).experts: cfg = {**LEGACY_MODEL, **cfg}   # a CLoE saved before these options
     try:
-        with torch.device('meta'): return model_config(build_model(**cfg))   # no memory, no weights: only the arguments
+        with torch.device('meta'): return model_config(build_model(**cfg))   # no memory, no weights: the arguments
     except TypeError as e: raise ValueError(f"model config {cfg}: does not build a model ({e})") from None
 
 def _norm(v):
@@ -284,7 +302,7 @@ def _train_dl(learn):
 
 def train_state(learn:Learner  # a learner in (or after) training
                )->dict:        # tensors, numbers and lists only (`weights_only` loading accepts it)
-    "What an exact resume needs beyond weights, optimiser and global RNGs: loader epoch and shuffle RNG, smoothed loss, fp16 loss scale."
+    "What an exact resume needs beyond weights, optimiser, RNGs: loader epoch and RNG, smoothed loss, fp16 scale."
     dl, rec, scaler = _train_dl(learn), getattr(learn, 'recorder', None), getattr(learn, 'scaler', None)
     rng = dl.rng.getstate() if hasattr(dl, 'rng') else None
     sl = getattr(rec, 'smooth_loss', None)
@@ -307,7 +325,7 @@ class RunFolder(Callback):
     def log_path(self)->Path: return self.run_dir/'log.csv'
 
     def _log_row(self, epoch:int, names:list, values:list):
-        "Rewrite log.csv atomically: header, the rows of earlier epochs (a resumed run's later ones dropped), this epoch."
+        "Rewrite log.csv atomically: header, rows of earlier epochs (a resumed run's later ones dropped), this epoch."
         old = self.log_path.read_text().splitlines()[1:] if self.log_path.exists() else []
         keep = [l for l in old if l.split(',', 1)[0].isdigit() and int(l.split(',', 1)[0]) < epoch]
         text = '\n'.join([','.join(['epoch', *names, 'lr']), *keep, ','.join([str(epoch), *values])]) + '\n'
@@ -315,24 +333,27 @@ class RunFolder(Callback):
 
     def before_train(self): self.trained = True
     def after_epoch(self):
-        if not getattr(self, 'trained', False): return   # `get_preds`, `validate`, `predict` run epoch events too: no row, no checkpoint
+        if not getattr(self, 'trained', False): return   # `get_preds`, `validate`, `predict` fire epoch events too
         self.trained = False
         names = list(self.recorder.metric_names[1:-1])  # train_loss, valid_loss, metrics (no 'epoch', 'time')
         vals = dict(zip(names, self.recorder.log[1:-1]))
         epoch = getattr(self.learn, 'epochs_done', 0) + self.epoch
-        self._log_row(epoch, names, [*(f"{float(v):.6g}" if v is not None else '' for v in vals.values()), f"{self.opt.hypers[-1]['lr']:.6g}"])
+        self._log_row(epoch, names, [*(f"{float(v):.6g}" if v is not None else '' for v in vals.values()),
+                                     f"{self.opt.hypers[-1]['lr']:.6g}"])
         score = vals.get(self.monitor)
         is_best = score is not None and float(score) > self.best
         if is_best: self.best = float(score)
-        meta = dict(metrics={k: (float(v) if v is not None else None) for k, v in vals.items()}, best=self.best, monitor=self.monitor,
+        meta = dict(metrics={k: (float(v) if v is not None else None) for k, v in vals.items()}, best=self.best,
+                    monitor=self.monitor,
                     **(self.extra or {}))
-        save_checkpoint(self.run_dir/'last.pth', self.model, self.model_config, self.opt, epoch, train_state=train_state(self.learn), **meta)
+        save_checkpoint(self.run_dir/'last.pth', self.model, self.model_config, self.opt, epoch,
+                        train_state=train_state(self.learn), **meta)
         if is_best: save_checkpoint(self.run_dir/'best.pth', self.model, self.model_config, None, epoch, **meta)
 
 class StopOnNaN(Callback):
     "Stop before the backward pass of a non-finite or diverging loss, and remember where and why."
     order = -9
-    def __init__(self, max_ratio:float|None=1e3):  # a loss above `max_ratio` x the fit's first loss has diverged (None: NaN/inf only)
+    def __init__(self, max_ratio:float|None=1e3):  # a loss over max_ratio x the first has diverged (None: NaN/inf)
         store_attr()
     def before_fit(self): self.learn.nan_at, self.learn.nan_why, self.first = None, None, None
     def after_loss(self):
@@ -364,7 +385,8 @@ def plot_curves(run_dir:str|Path,   # a run folder with log.csv
     a0.set(xlabel='epoch', ylabel='loss', title='loss (Eq. 11)'); a0.legend()
     for c in [c for c in df.columns if c.startswith('dice_')]:
         a1.plot(df.epoch, df[c], marker='.', ls='--' if c.endswith('_sub') else '-', label=c)
-    a1.set(xlabel='epoch', ylabel='Dice', ylim=(0, 1), title='validation Dice (full set; --: rotating subset)'); a1.legend(fontsize=7)
+    a1.set(xlabel='epoch', ylabel='Dice', ylim=(0, 1), title='validation Dice (full set; --: rotating subset)')
+    a1.legend(fontsize=7)
     fig.tight_layout()
     if fname: atomic_write(run_dir/fname, lambda tmp: fig.savefig(tmp, dpi=90))
     return fig
@@ -372,22 +394,24 @@ def plot_curves(run_dir:str|Path,   # a run folder with log.csv
 # %% ../nbs/20_learner.ipynb #d6a9f8f2
 def resolve_precision(mixed_precision:str|None='auto'  # 'auto', 'bf16', 'fp16', or None / 'none' (off)
                      )->str|None:                      # 'bf16', 'fp16' or None
-    "The autocast mode a training run will use: 'auto' is bf16 on GPUs with native bf16, fp16 on others (a T4), off on CPUs."
+    "The autocast mode of a training run: 'auto' is bf16 on GPUs with native bf16, fp16 on others (a T4), off on CPUs."
     if mixed_precision not in ('auto', 'bf16', 'fp16', 'none', None):
         raise ValueError(f"mixed_precision: expected auto, bf16, fp16 or none, got {mixed_precision!r}")
     if mixed_precision in (None, 'none') or (mixed_precision == 'auto' and not torch.cuda.is_available()): return None
     if not torch.cuda.is_available():
-        raise ValueError(f"mixed_precision: {mixed_precision!r} needs a CUDA GPU (fastai's MixedPrecision autocasts on CUDA only); use auto or none on a CPU")
+        raise ValueError(f"mixed_precision: {mixed_precision!r} needs a CUDA GPU "
+                         "(fastai's MixedPrecision autocasts on CUDA only); use auto or none on a CPU")
     if mixed_precision == 'auto': return 'bf16' if torch.cuda.is_bf16_supported(including_emulation=False) else 'fp16'
     return mixed_precision
 
 # %% ../nbs/20_learner.ipynb #19c57a11
 OPTIMIZERS = ('rfnet', 'fastai')
 
-def optimizer_func(name:str='rfnet'  # 'rfnet' (torch Adam as in RFNet's train.py) or 'fastai' (fastai's Adam, L2 not on norms/biases)
+def optimizer_func(name:str='rfnet'  # 'rfnet' (torch Adam as RFNet's) or 'fastai' (its Adam, no L2 on norms/biases)
                   )->callable:       # a fastai `opt_func`
     "The optimiser constructor for the `Learner`: RFNet's torch Adam inside fastai's `OptimWrapper`, or fastai's Adam."
-    if name == 'rfnet': return partial(OptimWrapper, opt=partial(torch.optim.Adam, betas=(0.9, 0.999), eps=1e-8, amsgrad=True))
+    if name == 'rfnet':
+        return partial(OptimWrapper, opt=partial(torch.optim.Adam, betas=(0.9, 0.999), eps=1e-8, amsgrad=True))
     if name == 'fastai': return partial(Adam, decouple_wd=False)
     raise ValueError(f"optimizer: expected one of {OPTIMIZERS}, got {name!r}")
 
@@ -395,44 +419,49 @@ def optimizer_func(name:str='rfnet'  # 'rfnet' (torch Adam as in RFNet's train.p
 def cloe_learner(dls,                           # fastai DataLoaders yielding (image (B,M,*S),) and (label (B,1,*S),)
                  model:torch.nn.Module|None=None,  # a model called as model(x, avail); None: build `CLoE`
                  modalities:tuple|None=None,    # modality tags in tensor order; None: the DataLoaders' (else BraTS)
-                 convention:str|None=None,      # label convention (classes, regions); None: the DataLoaders' (else 'brats')
+                 convention:str|None=None,      # label convention; None: the DataLoaders' (or 'brats')
                  widths:tuple=(16, 32, 64, 128),  # encoder widths when building `CLoE`
-                 ablation:str='full',           # a row of the paper's ablation table or a baseline (see `cloe_nb.model.get_config`)
-                 contrastive:bool|None=None,    # DC-Seg-style head for L_con; None: on for CLoE rows, off for baselines
+                 ablation:str='full',           # an ablation table row or a baseline (`cloe_nb.model.get_config`)
+                 contrastive:bool|None=None,    # DC-Seg-style head for L_con; None: on for CLoE rows, not baselines
                  lr:float=2e-4,                 # learning rate (paper: 2e-4)
                  wd:float=1e-4,                 # L2 weight decay (paper: 1e-4)
-                 optimizer:str='rfnet',         # 'rfnet' (torch Adam, amsgrad, eps 1e-8) or 'fastai' (see `optimizer_func`)
-                 lr_step:str='epoch',           # poly schedule: one rate per epoch ('epoch', RFNet) or per batch ('batch')
-                 max_loss_ratio:float|None=1e3, # stop when the loss exceeds this x the first batch loss (None: only NaN/inf)
+                 optimizer:str='rfnet',         # 'rfnet' (torch Adam, amsgrad, eps 1e-8) or 'fastai' (optimizer_func)
+                 lr_step:str='epoch',           # poly schedule: one rate per epoch ('epoch', RFNet) or per batch
+                 max_loss_ratio:float|None=1e3, # stop when the loss exceeds this x the first batch's (None: NaN/inf)
                  p_full:float|None=None,        # probability of the full set in training
                  rotate_valid:bool=True,        # also validate on a rotating subset
-                 p_corrupt:float=0.,            # probability of one corrupted modality per training sample (off: the paper)
+                 p_corrupt:float=0.,            # probability of one corrupted modality per training sample (0: paper)
                  clip:float|None=5.,            # gradient-norm clipping (None: off)
-                 mixed_precision:str|None='auto',  # 'auto' (bf16 on GPU, fp16 where bf16 is emulated, off on CPU), 'bf16', 'fp16' or None/'none'
-                 checkpointing:bool=False,      # recompute activations in the backward pass: less memory, a slower step
+                 mixed_precision:str|None='auto',  # 'auto' (`resolve_precision`), 'bf16', 'fp16' or None/'none'
+                 checkpointing:bool=False,      # recompute activations in backward: less memory, a slower step
                  run_dir:str|Path|None=None,    # run folder for log.csv, checkpoints and curves (None: none)
                  loss_kwargs:dict|None=None,    # extra `CLoELoss` arguments (lam, alpha, beta, ...)
                  model_kwargs:dict|None=None,   # extra `CLoE` arguments
                  cbs:list|None=None             # more callbacks
-                )->Learner:
+                )->CLoELearner:
     "A fastai `Learner` that trains CLoE with the paper's protocol."
     modalities = tuple(modalities or getattr(dls, 'modalities', BRATS_MODALITIES))
     convention = convention or getattr(dls, 'convention', 'brats')
     lc = get_convention(convention)
-    if model is None: model = build_model(ablation, len(modalities), lc.n_classes, tuple(widths), contrastive, **(model_kwargs or {}))
+    if model is None:
+        model = build_model(ablation, len(modalities), lc.n_classes, tuple(widths), contrastive,
+                            **(model_kwargs or {}))
     set_checkpointing(model, checkpointing)
     if model.n_modalities != len(modalities) or model.n_classes != lc.n_classes:
-        raise ValueError(f"model: built for {model.n_modalities} modalities and {model.n_classes} classes, the data has {len(modalities)} and {lc.n_classes}")
+        raise ValueError(f"model: built for {model.n_modalities} modalities and {model.n_classes} classes, "
+                         f"the data has {len(modalities)} and {lc.n_classes}")
     cfg = model_config(model)
-    loss = CLoELoss(n_classes=lc.n_classes, foreground_classes=lc.region_classes[lc.foreground], ablation=model.config, **(loss_kwargs or {}))
+    loss = CLoELoss(n_classes=lc.n_classes, foreground_classes=lc.region_classes[lc.foreground], ablation=model.config,
+                    **(loss_kwargs or {}))
     if lr_step not in LR_STEPS: raise ValueError(f"lr_step: expected one of {LR_STEPS}, got {lr_step!r}")
-    callbacks = [ModalitySubsets(modalities, p_full, rotate_valid, p_corrupt), FusedLogits(), StopOnNaN(max_loss_ratio), RunEpochs()]
+    callbacks = [ModalitySubsets(modalities, p_full, rotate_valid, p_corrupt), FusedLogits(),
+                 StopOnNaN(max_loss_ratio), RunEpochs()]
     if clip: callbacks.append(GradientClip(clip))
     if run_dir is not None: callbacks.append(RunFolder(run_dir, cfg, monitor=f"dice_{lc.foreground}",
                                                        extra=dict(modalities=list(modalities), convention=lc.name)))
     mp = resolve_precision(mixed_precision)   # a bad value fails here, before training
-    learn = Learner(dls, model, loss_func=loss, opt_func=optimizer_func(optimizer), lr=lr, wd=wd,
-                    metrics=region_metrics(convention, rotate_valid), cbs=callbacks + list(cbs or []))
+    learn = CLoELearner(dls, model, loss_func=loss, opt_func=optimizer_func(optimizer), lr=lr, wd=wd,
+                        metrics=region_metrics(convention, rotate_valid), cbs=callbacks + list(cbs or []))
     learn.model_config, learn.epochs_done, learn.optimizer, learn.lr_step = cfg, 0, optimizer, lr_step
     if mp == 'bf16': learn.to_bf16()
     elif mp == 'fp16': learn.to_fp16()
@@ -461,11 +490,12 @@ class PolyLR(Callback):
         store_attr(); self.sched = poly_schedule(lr, power)
     def before_batch(self):
         if not self.training: return
-        t = getattr(self.learn, 'epochs_done', 0) + self.epoch + (self.iter / self.n_iter if self.step == 'batch' else 0)
+        done = getattr(self.learn, 'epochs_done', 0)
+        t = done + self.epoch + (self.iter / self.n_iter if self.step == 'batch' else 0)
         self.opt.set_hyper('lr', self.sched(t / self.total_epochs))
 
 @patch
-def fit_poly(self:Learner,
+def fit_poly(self:CLoELearner,
              n_epoch:int,              # epochs to run now
              lr:float|None=None,       # initial learning rate (default: the learner's)
              power:float=0.9,          # polynomial power
@@ -475,7 +505,8 @@ def fit_poly(self:Learner,
     "Fit with the poly schedule, continuing it when the learner was resumed."
     done = getattr(self, 'epochs_done', 0)
     total = total_epochs or done + n_epoch
-    self.fit(n_epoch, cbs=[PolyLR(lr or self.lr, total, power, step or getattr(self, 'lr_step', 'epoch'))] + list(cbs or []))
+    poly = PolyLR(lr or self.lr, total, power, step or getattr(self, 'lr_step', 'epoch'))
+    self.fit(n_epoch, cbs=[poly] + list(cbs or []))
     self.epochs_done = done + self.epoch + (getattr(self, 'nan_at', None) is None)  # epochs completed so far
 
 # %% ../nbs/20_learner.ipynb #d16e232d
@@ -485,40 +516,44 @@ def resume(learn:Learner,       # a learner built with the run's configuration
     "Load model, optimiser, RNG states and progress from a checkpoint into `learn`."
     ckpt = load_checkpoint(ckpt_path)
     if complete_config(ckpt['model_config']) != complete_config(learn.model_config):
-        raise ValueError(f"resume: {ckpt_path} was saved with model config {ckpt['model_config']}, the learner has {learn.model_config}")
+        raise ValueError(f"resume: {ckpt_path} was saved with model config {ckpt['model_config']}, "
+                         f"the learner has {learn.model_config}")
     learn.model.load_state_dict(ckpt['model'])
     learn.create_opt()
     opt = ckpt.get('opt')
     if opt is not None and isinstance(learn.opt, OptimWrapper) != ('param_groups' in opt):
-        raise ValueError(f"resume: {ckpt_path} holds the state of another optimiser than the learner's {getattr(learn, 'optimizer', type(learn.opt).__name__)!r}")
-    if opt is not None: learn.opt.load_state_dict(opt if 'param_groups' in opt else dict(state=opt['state'], hypers=L(opt['hypers'])))
+        raise ValueError(f"resume: {ckpt_path} holds the state of another optimiser than the learner's "
+                         f"{getattr(learn, 'optimizer', type(learn.opt).__name__)!r}")
+    if opt is not None:
+        learn.opt.load_state_dict(opt if 'param_groups' in opt else dict(state=opt['state'], hypers=L(opt['hypers'])))
     set_rng_state(ckpt['rng'])
     state = ckpt.get('train_state') or {}
     dl = _train_dl(learn)
     if state.get('loader_epoch') is not None and hasattr(dl, 'epoch'): dl.epoch = state['loader_epoch']
     if state.get('loader_rng') is not None and hasattr(dl, 'rng'):
         v, s, g = state['loader_rng']; dl.rng.setstate((v, tuple(s), g))
-    learn.resume_state = state          # smoothed loss and loss scale: restored by `RunEpochs` once fastai has reset them
+    learn.resume_state = state          # smoothed loss, loss scale: `RunEpochs` restores them once fastai reset them
     learn.epochs_done = ckpt['epoch'] + 1
     if hasattr(learn, 'run_folder'): learn.run_folder.best = ckpt.get('best', -math.inf)
     return learn.epochs_done
 
 class RunEpochs(Callback):
-    "Epochs counted over the whole run in the console and the log, and the state fastai resets at every fit restored after a resume."
-    order = 55   # after the Recorder (50) and MixedPrecision (10) reset their state, before the progress bar (60) is made
+    "Epochs counted over the whole run in console and log; after a resume, the state fastai resets at every fit."
+    order = 55   # after the Recorder (50) and MixedPrecision (10) reset their state, before the progress bar (60)
     def __init__(self): super().__init__()   # no arguments (not fastai's per-event ones)
     def before_fit(self):
-        if hasattr(self, 'gather_preds'): return   # get_preds/predict fire before_fit too: keep a pending resume for the real fit
+        if hasattr(self, 'gather_preds'): return   # get_preds/predict fire before_fit too: resume on the real fit
         state, self.learn.resume_state = getattr(self.learn, 'resume_state', None) or {}, None
         rec, scaler = getattr(self.learn, 'recorder', None), getattr(self.learn, 'scaler', None)
         if state.get('smooth_loss') is not None and rec is not None:
-            rec.smooth_loss.count, rec.smooth_loss.val = state['smooth_loss'][0], state['smooth_loss'][1].to(rec.smooth_loss.val.device)
+            sl = rec.smooth_loss
+            sl.count, sl.val = state['smooth_loss'][0], state['smooth_loss'][1].to(sl.val.device)
         if state.get('scaler') is not None and scaler is not None: scaler.load_state_dict(state['scaler'])
     def before_epoch(self):
         done, rec = getattr(self.learn, 'epochs_done', 0), getattr(self.learn, 'recorder', None)
-        if rec is not None and len(rec.log): rec.log[0] = done + self.epoch        # the epoch column of the printed table
+        if rec is not None and len(rec.log): rec.log[0] = done + self.epoch   # the epoch column of the printed table
         mb = getattr(getattr(self.learn, 'progress', None), 'mbar', None)
-        if done and mb is not None and not getattr(mb, 'run_epochs', False):   # the console bar: "Epoch 4/6", not "Epoch 1/3"
+        if done and mb is not None and not getattr(mb, 'run_epochs', False):   # console: "Epoch 4/6", not "Epoch 1/3"
             add, total = mb.add_child, done + self.n_epoch
             def _add(child):
                 add(child)

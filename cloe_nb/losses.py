@@ -1,4 +1,4 @@
-"""L_seg, the expert consistency loss L_ECL (Eq. 8), the fusion loss L_fuse (Eq. 9) and the total L = L_fuse + α L_ECL + β L_con (Eq. 11), with the region-map supervision and the ablation switches.
+"""L_seg, L_ECL (Eq. 8), L_fuse (Eq. 9), the total L = L_fuse + α L_ECL + β L_con (Eq. 11) and the ablation switches.
 
 Docs: https://cloe-nb.github.io/cloe_nb/losses.html.md"""
 
@@ -15,7 +15,7 @@ from torch import Tensor
 from monai.losses import DiceCELoss
 from .consistency import mec_loss, rec_loss, region_loss
 from .contrastive import contrastive_loss
-from .model import Ablation, get_config
+from .model import Ablation, get_config, check_avail
 
 # %% ../nbs/15_losses.ipynb #b8dd634f
 def _plain(t:Tensor)->Tensor:
@@ -27,11 +27,14 @@ def _as_class_target(target:Tensor, logits:Tensor, name:str='target')->Tensor:
     target = _plain(target)
     if target.ndim == logits.ndim - 1: target = target[:, None]
     want = (logits.shape[0], 1, *logits.shape[2:])
-    if tuple(target.shape) != want: raise ValueError(f"{name}: expected shape {want} (B, 1, *spatial) to match the logits {tuple(logits.shape)}, got {tuple(target.shape)}")
-    if target.is_floating_point():
-        if not torch.equal(target, target.round()): raise ValueError(f"{name}: expected class indices, got non-integer values of dtype {target.dtype}")
+    if tuple(target.shape) != want:
+        raise ValueError(f"{name}: expected shape {want} (B, 1, *spatial) to match the logits {tuple(logits.shape)}, "
+                         f"got {tuple(target.shape)}")
+    if target.is_floating_point() and not torch.equal(target, target.round()):
+        raise ValueError(f"{name}: expected class indices, got non-integer values of dtype {target.dtype}")
     lo, hi = int(target.min()), int(target.max())
-    if lo < 0 or hi >= logits.shape[1]: raise ValueError(f"{name}: class indices must lie in 0..{logits.shape[1]-1}, found {lo}..{hi}")
+    if lo < 0 or hi >= logits.shape[1]:
+        raise ValueError(f"{name}: class indices must lie in 0..{logits.shape[1]-1}, found {lo}..{hi}")
     return target.long()
 
 def seg_loss(logits:Tensor,  # (B, C, *spatial) class logits
@@ -47,7 +50,7 @@ class CLoELoss(nn.Module):
     "Total CLoE loss L = L_fuse + alpha L_ECL + beta L_con (Eq. 8-11) from the model's output dict."
     def __init__(self,
                  n_classes:int=4,                    # C, channels of the logits
-                 foreground_classes:tuple=(1, 2, 3), # classes whose union supervises the region map (WT; prostate: (1, 2))
+                 foreground_classes:tuple=(1, 2, 3), # classes whose union supervises R (WT; prostate: (1, 2))
                  lam:float=0.1,                      # lambda: weight of L_MEC + L_REC inside L_ECL (Eq. 8)
                  alpha:float=1.,                     # weight of L_ECL (Eq. 11)
                  beta:float=0.1,                     # weight of L_con (Eq. 11); 0 switches it off
@@ -55,15 +58,20 @@ class CLoELoss(nn.Module):
                  region_weight:float=1.,             # rho: weight of that supervision inside L_ECL
                  ablation:str|Ablation='full',       # a configuration name of `cloe_nb.model` or a model's `config`
                  eps:float=1e-6,                     # cosine epsilon of MEC / REC
-                 con_kwargs:dict|None=None           # extra arguments of `contrastive_loss` (temperature, w_*, max_locations)
+                 con_kwargs:dict|None=None           # `contrastive_loss` arguments (temperature, w_*, max_locations)
                 ):
         super().__init__()
         self.config = get_config(ablation) if isinstance(ablation, str) else ablation
         if not all(hasattr(self.config, k) for k in ('mec', 'rec', 'experts')):
-            raise ValueError(f"ablation: expected a configuration name or an object with mec, rec, experts (a model's config), got {ablation!r}")
+            raise ValueError(f"ablation: expected a configuration name or an object with mec, rec, experts "
+                             f"(a model's config), got {ablation!r}")
         bad = [c for c in foreground_classes if not 0 < c < n_classes]
-        if bad or not foreground_classes: raise ValueError(f"foreground_classes: expected non-empty classes in 1..{n_classes-1}, got {tuple(foreground_classes)}")
-        if min(lam, alpha, beta, region_weight) < 0: raise ValueError(f"lam, alpha, beta, region_weight: expected >= 0, got {lam}, {alpha}, {beta}, {region_weight}")
+        if bad or not foreground_classes:
+            raise ValueError(f"foreground_classes: expected non-empty classes in 1..{n_classes-1}, "
+                             f"got {tuple(foreground_classes)}")
+        if min(lam, alpha, beta, region_weight) < 0:
+            raise ValueError(f"lam, alpha, beta, region_weight: expected >= 0, "
+                             f"got {lam}, {alpha}, {beta}, {region_weight}")
         self.n_classes, self.foreground_classes = n_classes, tuple(foreground_classes)
         self.lam, self.alpha, self.beta, self.eps = lam, alpha, beta, eps
         self.region_supervision, self.region_weight, self.ablation = region_supervision, region_weight, ablation
@@ -73,7 +81,8 @@ class CLoELoss(nn.Module):
 
     def _expert_term(self, expert_logits:Tensor, target:Tensor, avail:Tensor)->Tensor:
         "Mean over samples of the mean L_seg over that sample's available experts."
-        return torch.stack([seg_loss(expert_logits[b][avail[b]], target[b:b+1].expand(int(avail[b].sum()), *target.shape[1:]))
+        return torch.stack([seg_loss(expert_logits[b][avail[b]],
+                                     target[b:b+1].expand(int(avail[b].sum()), *target.shape[1:]))
                             for b in range(len(avail))]).mean()
 
     def _ecl_terms(self, out:dict, target:Tensor, avail:Tensor, zero:Tensor)->dict:
@@ -82,7 +91,8 @@ class CLoELoss(nn.Module):
         if not self.config.experts: return dict.fromkeys(names, zero)
         expert_logits = out['expert_logits']
         if expert_logits.shape[:2] != avail.shape or expert_logits.shape[2:] != out['logits'].shape[1:]:
-            raise ValueError(f"out['expert_logits']: expected shape {(*avail.shape, *out['logits'].shape[1:])} (B, M, C, *spatial), got {tuple(expert_logits.shape)}")
+            raise ValueError(f"out['expert_logits']: expected shape {(*avail.shape, *out['logits'].shape[1:])} "
+                             f"(B, M, C, *spatial), got {tuple(expert_logits.shape)}")
         t = dict(expert=self._expert_term(expert_logits, target, avail))
         probs = expert_logits.float().softmax(2)
         region = out['region_logits'].float() if self.use_rec else None
@@ -100,16 +110,18 @@ class CLoELoss(nn.Module):
                 target:Tensor   # (B, 1, *spatial) class indices
                )->Tensor:       # scalar float32 total loss
         logits, avail = out['logits'], out['avail']
-        if logits.shape[1] != self.n_classes: raise ValueError(f"out['logits']: {logits.shape[1]} channels, expected n_classes={self.n_classes}")
-        if avail.dtype != torch.bool or avail.ndim != 2 or not avail.any(1).all(): raise ValueError(f"out['avail']: expected bool (B, M) with an available modality per sample, got {avail.dtype} {avail.tolist()}")
+        if logits.shape[1] != self.n_classes:
+            raise ValueError(f"out['logits']: {logits.shape[1]} channels, expected n_classes={self.n_classes}")
+        check_avail(avail, (len(logits), None), "out['avail']")
         target = _as_class_target(target, logits)
         zero = logits.new_zeros((), dtype=torch.float32)
         with torch.autocast(logits.device.type, enabled=False):
             t = dict(fuse=seg_loss(logits, target), **self._ecl_terms(out, target, avail, zero))
             head_out = out.get('contrastive')
-            con = contrastive_loss(head_out, avail, **self.con_kwargs) if self.beta > 0 and head_out is not None else {}
+            use_con = self.beta > 0 and head_out is not None
+            con = contrastive_loss(head_out, avail, **self.con_kwargs) if use_con else {}
             t['con'] = con.get('total', zero)
             t.update({k: con.get(k, zero) for k in ('content', 'style', 'recon')})
             t['total'] = t['fuse'] + self.alpha * t['ecl'] + self.beta * t['con']
-        self.last_terms = dict(zip(t, torch.stack([v.detach().float() for v in t.values()]).tolist()))  # one device sync
+        self.last_terms = dict(zip(t, torch.stack([v.detach().float() for v in t.values()]).tolist()))  # 1 device sync
         return t['total']

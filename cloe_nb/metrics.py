@@ -1,4 +1,4 @@
-"""Dice and HD95 per region with the BraTS conventions, RFNet's enhancing-tumour post-processing, and the paper's 15-subset tables beside the published numbers.
+"""Dice and HD95 per region (BraTS conventions), RFNet's ET post-processing, the 15-subset tables beside the paper's.
 
 Docs: https://cloe-nb.github.io/cloe_nb/metrics.html.md"""
 
@@ -18,15 +18,18 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from monai.metrics import compute_dice, compute_hausdorff_distance
-from .core import (atomic_write, BRATS_MODALITIES, PROSTATE_MODALITIES, LabelConvention, get_convention, region_masks,
-                          labels_to_classes, parse_subset, subset_name, all_subsets, published_tables)
+from .core import (atomic_write, BRATS_MODALITIES, PROSTATE_MODALITIES, LabelConvention, check_choice,
+                          check_classes,
+                          get_convention, region_masks, labels_to_classes, parse_subset, subset_name, all_subsets,
+                          published_tables)
+from .preprocess import bounding_box, voxel_spacing
 
 # %% ../nbs/31_metrics.ipynb #bbc8adc1
 def dice_scores(pred_masks:np.ndarray,  # predicted region masks, bool (n_regions, *spatial)
                 true_masks:np.ndarray   # true region masks, bool (n_regions, *spatial)
                )->np.ndarray:           # Dice per region in [0, 1]; 1 when both are empty, 0 when only one is
     "Dice of each region with the BraTS empty-mask convention (MONAI `compute_dice`, `ignore_empty=False`)."
-    pred, truth = torch.as_tensor(np.asarray(pred_masks, bool))[None], torch.as_tensor(np.asarray(true_masks, bool))[None]
+    pred, truth = (torch.as_tensor(np.asarray(m, bool))[None] for m in (pred_masks, true_masks))
     return compute_dice(pred, truth, include_background=True, ignore_empty=False)[0].numpy().astype(np.float64)
 
 # %% ../nbs/31_metrics.ipynb #a13e3351
@@ -38,11 +41,9 @@ def _spacing(spacing, ndim):
     if any(s <= 0 for s in sp): raise ValueError(f"spacing: expected positive voxel sizes in mm, got {sp}")
     return sp
 
-def check_hd95(definition:str  # 'pooled' or 'max'
-              )->str:          # the same name
+def check_hd95(definition:str)->str:  # 'pooled' or 'max', returned as is
     "Validate an HD95 definition name, with one clear error naming `--hd95`."
-    if definition not in HD95_DEFINITIONS: raise ValueError(f"hd95: expected one of {HD95_DEFINITIONS} (pooled: the BraTS tables'), got {definition!r}")
-    return definition
+    return check_choice(definition, HD95_DEFINITIONS, 'hd95', "pooled: the BraTS tables'")
 
 def surface_distances(a:np.ndarray,  # bool region (*spatial), not empty
                       b:np.ndarray,  # bool region, same shape, not empty
@@ -63,7 +64,7 @@ def hd95_scores(pred_masks:np.ndarray,  # predicted region masks, bool (n_region
                 empty_distance:float=HD95_EMPTY,  # HD95 when exactly one side is empty
                 definition:str='pooled' # 'pooled' (medpy, BraTS, nnU-Net) or 'max' (MONAI): see above
                )->np.ndarray:           # HD95 per region in mm; 0 when both are empty
-    "95th-percentile Hausdorff distance of each region, pooled (the BraTS tables') or the larger directed one (MONAI), with the BraTS empty-mask convention."
+    "HD95 of each region, pooled (the BraTS tables') or the larger directed one (MONAI); BraTS empty-mask convention."
     check_hd95(definition)
     pred, truth = np.asarray(pred_masks, bool), np.asarray(true_masks, bool)
     sp = _spacing(spacing, pred.ndim - 1)
@@ -80,22 +81,23 @@ def hd95_scores(pred_masks:np.ndarray,  # predicted region masks, bool (n_region
         out[both] = hd[0].double().numpy()
     return out
 
-
 # %% ../nbs/31_metrics.ipynb #74af00cd
 def _replacement_class(lc:LabelConvention)->int:
     "The class that takes over the small region's voxels without changing any other region."
     rc = lc.region_classes
     small = rc[lc.small_region]
-    if len(small) != 1: raise ValueError(f"convention {lc.name!r}: small region {lc.small_region} unites classes {small}, expected one")
+    if len(small) != 1: raise ValueError(f"convention {lc.name!r}: small region {lc.small_region} unites classes "
+                                         f"{small}, expected one")
     member = lambda c: {r for r, cs in rc.items() if c in cs}
     want = member(small[0]) - {lc.small_region}
     cands = [c for c in range(1, lc.n_classes) if c != small[0] and member(c) == want]
-    if not cands: raise ValueError(f"convention {lc.name!r}: no class belongs to exactly {sorted(want)}, so {lc.small_region} cannot be relabelled")
+    if not cands: raise ValueError(f"convention {lc.name!r}: no class belongs to exactly {sorted(want)}, so "
+                                   f"{lc.small_region} cannot be relabelled")
     return cands[0]
 
 def postprocess_small_region(classes:np.ndarray,  # predicted class indices 0..C-1, (*spatial)
-                             convention:str|LabelConvention='brats',  # label convention; its `small_region` is post-processed
-                             threshold:int=500    # fewer predicted small-region voxels than this → relabelled (RFNet: 500)
+                             convention:str|LabelConvention='brats',  # label convention; its `small_region` is the one
+                             threshold:int=500    # fewer small-region voxels than this → relabelled (RFNet: 500)
                             )->np.ndarray:        # class indices, the small region relabelled when it is too small
     "RFNet's ET rule: if fewer than `threshold` voxels are predicted ET, relabel them NCR (WT and TC unchanged)."
     lc = get_convention(convention)
@@ -109,17 +111,10 @@ def postprocess_small_region(classes:np.ndarray,  # predicted class indices 0..C
 
 # %% ../nbs/31_metrics.ipynb #bf796f7c
 def _foreground_box(*masks:np.ndarray, margin:int=1)->tuple:
-    "Slices of the bounding box of everything set in `masks` (n_regions, *spatial), `margin` voxels wider, clipped."
+    "Slices of the bounding box (`bounding_box`) of everything set in `masks` (n_regions, *spatial), `margin` wider."
     fg = np.logical_or.reduce([m.any(0) for m in masks])
-    if not fg.any(): return tuple(slice(0, 1) for _ in fg.shape)
-    idx = [np.flatnonzero(fg.any(tuple(j for j in range(fg.ndim) if j != ax))) for ax in range(fg.ndim)]
-    return tuple(slice(max(int(i[0]) - margin, 0), min(int(i[-1]) + 1 + margin, n)) for i, n in zip(idx, fg.shape))
-
-def _check_classes(arr, lc, what):
-    arr = np.asarray(arr)
-    if arr.size and (arr.min() < 0 or arr.max() >= lc.n_classes):
-        raise ValueError(f"{what}: class indices must lie in 0..{lc.n_classes-1} for {lc.name!r}, found {arr.min()}..{arr.max()}")
-    return arr
+    box = bounding_box(fg, margin) or ((0, 1),) * fg.ndim
+    return tuple(slice(a, b) for a, b in box)
 
 def score_case(pred_classes:np.ndarray,  # predicted class indices 0..C-1, (*spatial)
                true_classes:np.ndarray,  # true class indices 0..C-1, same shape
@@ -131,8 +126,10 @@ def score_case(pred_classes:np.ndarray,  # predicted class indices 0..C-1, (*spa
               )->dict:                   # `<REGION>_dice`, `<REGION>_hd95`, and `<SMALL>_dice_pp`, `<SMALL>_hd95_pp`
     "Dice and HD95 of every region of one case, plus the post-processed small region (BraTS ET)."
     lc = get_convention(convention)
-    pred, truth = _check_classes(pred_classes, lc, f"{source} prediction"), _check_classes(true_classes, lc, f"{source} truth")
-    if pred.shape != truth.shape: raise ValueError(f"{source}: prediction shape {pred.shape} differs from the truth's {truth.shape}")
+    pred = check_classes(pred_classes, lc, f"{source} prediction")
+    truth = check_classes(true_classes, lc, f"{source} truth")
+    if pred.shape != truth.shape: raise ValueError(f"{source}: prediction shape {pred.shape} differs from the truth's "
+                                                   f"{truth.shape}")
     pm, tm = region_masks(pred, lc), region_masks(truth, lc)
     box = (slice(None), *_foreground_box(pm, tm))   # Dice and HD95 only see the tumour's neighbourhood
     pm, tm = pm[box], tm[box]
@@ -145,13 +142,11 @@ def score_case(pred_classes:np.ndarray,  # predicted class indices 0..C-1, (*spa
         else:  # only the small region changed, and it is empty now: the empty conventions decide, MONAI is not called
             i = names.index(r)
             pp = region_masks(pp_pred, lc)[box][i:i+1]
-            out[f"{r}_dice_pp"], out[f"{r}_hd95_pp"] = float(dice_scores(pp, tm[i:i+1])[0]), float(hd95_scores(pp, tm[i:i+1], spacing, definition=hd95)[0])
+            out[f"{r}_dice_pp"] = float(dice_scores(pp, tm[i:i+1])[0])
+            out[f"{r}_hd95_pp"] = float(hd95_scores(pp, tm[i:i+1], spacing, definition=hd95)[0])
     return out
 
 # %% ../nbs/31_metrics.ipynb #5b31471e
-def _affine_spacing(affine)->tuple:
-    return tuple(float(s) for s in np.linalg.norm(np.asarray(affine, float)[:3, :3], axis=0))
-
 def score_volumes(pred_labels:np.ndarray,  # predicted segmentation in stored label values (BraTS 0, 1, 2, 4)
                   true_labels:np.ndarray,  # true segmentation in stored label values, same grid
                   convention:str|LabelConvention='brats',  # how both are stored
@@ -166,24 +161,33 @@ def score_volumes(pred_labels:np.ndarray,  # predicted segmentation in stored la
     "Score a stored prediction against the truth after checking that both lie on the same grid."
     pred, truth = np.asarray(pred_labels), np.asarray(true_labels)
     if pred.shape != truth.shape:
-        raise ValueError(f"{source}: prediction shape {pred.shape} differs from the truth's {truth.shape}; expected the truth's grid")
-    if affine_pred is not None and affine_true is not None and not np.allclose(affine_pred, affine_true, atol=affine_atol):
+        raise ValueError(f"{source}: prediction shape {pred.shape} differs from the truth's {truth.shape}; expected "
+                         "the truth's grid")
+    both = affine_pred is not None and affine_true is not None
+    if both and not np.allclose(affine_pred, affine_true, atol=affine_atol):
         raise ValueError(f"{source}: prediction affine differs from the truth's (tolerance {affine_atol} mm); "
                          f"found\n{np.asarray(affine_pred)}\nexpected\n{np.asarray(affine_true)}")
     if spacing is None:
         ref = affine_true if affine_true is not None else affine_pred
-        spacing = _affine_spacing(ref) if ref is not None else (1., 1., 1.)
+        spacing = voxel_spacing(ref) if ref is not None else (1., 1., 1.)
     lc = get_convention(convention)
-    return score_case(labels_to_classes(pred, lc, f"{source} prediction"), labels_to_classes(truth, lc, f"{source} truth"),
+    return score_case(labels_to_classes(pred, lc, f"{source} prediction"),
+                      labels_to_classes(truth, lc, f"{source} truth"),
                       lc, spacing, et_threshold, source, hd95)
 
 # %% ../nbs/31_metrics.ipynb #d56913b1
+def _check_channels(x, convention, what):
+    "The convention of `x` (B, C, ...), after checking it has one channel per class."
+    lc = get_convention(convention)
+    if x.shape[1] != lc.n_classes:
+        raise ValueError(f"{what}: {x.shape[1]} channels, expected {lc.n_classes} classes of {lc.name!r}")
+    return lc
+
 def region_probs(probs:torch.Tensor,  # class probabilities (B, C, *spatial)
                  convention:str|LabelConvention='brats'  # which regions to build
                 )->torch.Tensor:  # region probabilities (B, n_regions, *spatial)
     "Probability of each region: the sum of its classes' probabilities."
-    lc = get_convention(convention)
-    if probs.shape[1] != lc.n_classes: raise ValueError(f"probs: {probs.shape[1]} channels, expected {lc.n_classes} classes of {lc.name!r}")
+    lc = _check_channels(probs, convention, 'probs')
     return torch.stack([probs[:, list(cs)].sum(1) for cs in lc.region_classes.values()], 1)
 
 # %% ../nbs/31_metrics.ipynb #a8b1d799
@@ -192,10 +196,10 @@ def region_dice(logits:torch.Tensor,  # network output (B, C, *spatial): logits 
                 convention:str|LabelConvention='brats'  # which regions to score
                )->torch.Tensor:       # (n_regions,) Dice per region, mean over the batch; 1 for empty/empty
     "Batch Dice per region of an argmax prediction (MONAI `compute_dice`, BraTS empty convention)."
-    lc = get_convention(convention)
-    if logits.shape[1] != lc.n_classes: raise ValueError(f"logits: {logits.shape[1]} channels, expected {lc.n_classes} classes of {lc.name!r}")
+    lc = _check_channels(logits, convention, 'logits')
     if target.shape[1:2] != (1,) or target.shape[2:] != logits.shape[2:] or len(target) != len(logits):
-        raise ValueError(f"target: shape {tuple(target.shape)}, expected {(len(logits), 1, *logits.shape[2:])} for logits {tuple(logits.shape)}")
+        raise ValueError(f"target: shape {tuple(target.shape)}, expected {(len(logits), 1, *logits.shape[2:])} for "
+                         f"logits {tuple(logits.shape)}")
     one_hot = lambda cls: F.one_hot(cls.long(), lc.n_classes).movedim(-1, 1).float()
     pred = region_probs(one_hot(logits.argmax(1)), lc)
     true = region_probs(one_hot(target[:, 0]), lc)
@@ -233,7 +237,8 @@ def subset_table(per_case:pd.DataFrame,  # one row per (case, subset): columns `
     if missing: raise ValueError(f"per_case: missing columns {missing}; found {list(per_case.columns)}")
     names = per_case['subset'].map(lambda s: subset_name(parse_subset(s, modalities), modalities))
     dup = per_case.assign(subset=names).duplicated(['case', 'subset'])
-    if dup.any(): raise ValueError(f"per_case: (case, subset) pairs scored twice, e.g. {tuple(per_case.loc[dup, ['case', 'subset']].iloc[0])}")
+    if dup.any(): raise ValueError("per_case: (case, subset) pairs scored twice, e.g. "
+                                   f"{tuple(per_case.loc[dup, ['case', 'subset']].iloc[0])}")
     means = per_case[list(rows.values())].groupby(names).mean()
     order = [n for n in (subset_name(m, modalities) for m in all_subsets(modalities)) if n in means.index]
     table = means.loc[order].T.set_axis(list(rows), axis=0) * (100. if metric == 'dice' else 1.)
@@ -242,7 +247,7 @@ def subset_table(per_case:pd.DataFrame,  # one row per (case, subset): columns `
     return table
 
 # %% ../nbs/31_metrics.ipynb #199ef011
-def published_table(method:str='CLoE',           # row of the published table: 'CLoE', 'RFNet', ..., or an ablation variant
+def published_table(method:str='CLoE',           # row of the published table: 'CLoE', 'RFNet', ... or an ablation
                     table:str='brats2020_table1'  # 'brats2020_table1', 'prostate_pz_table' or 'ablation_table'
                    )->pd.DataFrame:               # rows: regions; columns: subsets in paper order, then `Avg`
     "A published table row in the layout of `subset_table` (Dice %)."
@@ -253,7 +258,8 @@ def published_table(method:str='CLoE',           # row of the published table: '
     methods = [k for k in t if k not in ('source', 'columns', 'note')]
     if method not in methods: raise ValueError(f"method: {method!r} is not in {table}; expected one of {methods}")
     if table == 'brats2020_table1':
-        out = pd.DataFrame({r: {c: v[c] for c in pub['subset_column_order'] + ['Avg']} for r, v in t[method].items()}).T
+        out = pd.DataFrame({r: {c: v[c] for c in pub['subset_column_order'] + ['Avg']} for r,
+                            v in t[method].items()}).T
     elif table == 'ablation_table': out = pd.DataFrame({'Avg': dict(zip(t['columns'], t[method]))})
     else: out = pd.DataFrame([t[method]], index=['PZ'], columns=t['columns'])
     out.index.name, out.columns.name = 'region', 'subset'
@@ -270,7 +276,8 @@ def compare_with_published(table:pd.DataFrame,   # our Dice table from `subset_t
         cols = set(table.columns) - {'Avg'}
         published = ('brats2020_table1' if cols <= set(published_tables()['subset_column_order']) else
                      'prostate_pz_table' if cols <= {'T2', 'ADC', 'T2+ADC'} else None)
-        if published is None: raise ValueError(f"table: columns {list(table.columns)} match no published table; pass `published`")
+        if published is None: raise ValueError(f"table: columns {list(table.columns)} match no published table; pass "
+                                               "`published`")
     refs = {m: published_table(m, published) for m in methods}
     blocks, keys = [], []
     for row in table.index:
@@ -278,7 +285,8 @@ def compare_with_published(table:pd.DataFrame,   # our Dice table from `subset_t
         blocks.append(table.loc[[row]]); keys.append((region, 'ours (post-processed)' if row != region else 'ours'))
         if row != region: continue
         for m, ref in refs.items():
-            if region in ref.index: blocks.append(ref.loc[[region]].reindex(columns=table.columns)); keys.append((region, f"{m} (paper)"))
+            if region in ref.index:
+                blocks.append(ref.loc[[region]].reindex(columns=table.columns)); keys.append((region, f"{m} (paper)"))
     out = pd.concat(blocks)
     out.index = pd.MultiIndex.from_tuples(keys, names=['region', 'source'])
     return out

@@ -1,4 +1,4 @@
-"""Realistic synthetic BraTS 2020 and MSD Task05 (prostate) cases, written in the datasets' own on-disk layouts, so that everything runs offline.
+"""Synthetic BraTS 2020 and MSD Task05 (prostate) cases in the datasets' own layouts, so that everything runs offline.
 
 Docs: https://cloe-nb.github.io/cloe_nb/phantom.html.md"""
 
@@ -21,11 +21,13 @@ from .core import BRATS_MODALITIES, PROSTATE_MODALITIES, cli_errors, make_temp, 
 # %% ../nbs/02_phantom.ipynb #bc515c13
 def _upsample_matrix(n, size):
     "Linear interpolation from `n` to `size` samples (pixel centres aligned, edges clamped), as a (size, n) matrix."
-    return np.stack([np.interp((np.arange(size) + 0.5) / size, (np.arange(n) + 0.5) / n, e) for e in np.eye(n)], 1).astype(np.float32)
+    x_to, x_from = (np.arange(size) + 0.5) / size, (np.arange(n) + 0.5) / n
+    return np.stack([np.interp(x_to, x_from, e) for e in np.eye(n)], 1).astype(np.float32)
 
 def _smooth_noise(rng, shape, cells):
     "Smooth random field with zero mean and unit std, with about `cells` blobs along each axis."
-    f = ndimage.gaussian_filter(rng.standard_normal(tuple(3 * int(cells) for _ in shape)), 1.2, mode='wrap').astype(np.float32)
+    white = rng.standard_normal(tuple(3 * int(cells) for _ in shape))
+    f = ndimage.gaussian_filter(white, 1.2, mode='wrap').astype(np.float32)
     for s in shape:   # separable trilinear upsampling: each pass interpolates one axis and moves it last
         f = np.tensordot(f, _upsample_matrix(f.shape[0], s), axes=(0, 1))
     return ((f - f.mean()) / (f.std() + 1e-8)).astype(np.float32)
@@ -57,7 +59,8 @@ def _resolve_anatomy(anatomy):
         raise ValueError(f"anatomy: unknown {anatomy!r}; expected 'auto', 'mni152' or 'analytic'")
     if anatomy == 'auto': return 'mni152' if _nilearn_available() else 'analytic'
     if anatomy == 'mni152' and not _nilearn_available():
-        raise RuntimeError("anatomy='mni152' needs nilearn, the optional extra: pip install 'cloe-nb[phantom]' (or use anatomy='analytic')")
+        raise RuntimeError("anatomy='mni152' needs nilearn, the optional extra: pip install 'cloe-nb[phantom]' "
+                           "(or use anatomy='analytic')")
     return anatomy
 
 def _fit_in_cube(maps, size, fill=0.88):
@@ -94,7 +97,8 @@ def _analytic_maps(size):
     brain = rho < 1
     vent = np.zeros_like(brain)
     for s in (-1, 1):
-        vent |= ((x - s*0.07*size) / (0.04*size))**2 + ((y + 0.02*size) / (0.16*size))**2 + ((z - 0.05*size) / (0.07*size))**2 < 1
+        vent |= (((x - s*0.07*size) / (0.04*size))**2 + ((y + 0.02*size) / (0.16*size))**2
+                 + ((z - 0.05*size) / (0.07*size))**2 < 1)
     fissure = (np.abs(x) < max(0.6, 0.008 * size)) & (z > -0.05 * size) & (rho > 0.45)
     csf = brain & ((rho > 0.95) | vent | fissure)
     wm = brain & ~csf & (rho < 0.74 + 0.05 * _smooth_noise(rng, (size,) * 3, 6))
@@ -117,8 +121,8 @@ def _anatomy(size, source):
     return out
 
 def brain_anatomy(size:int=96,          # side of the cubic voxel grid (1 mm voxels, LPS)
-                  anatomy:str='auto'    # 'mni152' (nilearn's template), 'analytic' (ellipsoid), 'auto': mni152 when nilearn is installed
-                 )->dict:               # brain (bool), gm, wm, csf (probabilities summing to 1 in the brain), depth (voxels below the surface), extent, source
+                  anatomy:str='auto'    # 'mni152' (nilearn's template), 'analytic' (ellipsoids); 'auto': either
+                 )->dict:               # brain (bool), gm, wm, csf (sum to 1), depth (voxels), extent, source
     "Tissue maps of a healthy, skull-stripped brain on a `size`³ grid (cached, read-only)."
     _check_size(size)
     return _anatomy(int(size), _resolve_anatomy(anatomy))
@@ -130,7 +134,8 @@ def _mass_effect(maps, depth, c, sigma, amount, margin):
     lo = np.maximum(np.floor(c - 3 * sigma).astype(int), 0)
     hi = np.minimum(np.ceil(c + 3 * sigma).astype(int) + 1, size)
     box = tuple(slice(a, b) for a, b in zip(lo, hi))
-    v = np.stack(np.meshgrid(*[np.arange(a, b, dtype=np.float32) for a, b in zip(lo, hi)], indexing='ij')) - c.reshape(3, 1, 1, 1)
+    grid = np.meshgrid(*[np.arange(a, b, dtype=np.float32) for a, b in zip(lo, hi)], indexing='ij')
+    v = np.stack(grid) - c.reshape(3, 1, 1, 1)
     shrink = 1 - amount * np.exp(-(v**2).sum(0) / (2 * sigma**2)) * np.clip(depth[box] / margin, 0, 1)
     src = c.reshape(3, 1, 1, 1) + v * shrink
     out = []
@@ -197,7 +202,8 @@ def brats_phantom(size:int=96,            # side of the cubic volume (1 mm voxel
         enhancing = shell & (patch > np.quantile(patch[shell], rng.uniform(0., 0.25))) if shell.any() else shell
     else:
         necrosis = np.zeros_like(core)
-        enhancing = core & (patch > np.quantile(patch[core], 0.93)) if rng.random() < 0.4 and core.any() else np.zeros_like(core)
+        enhancing = (core & (patch > np.quantile(patch[core], 0.93)) if rng.random() < 0.4 and core.any()
+                     else np.zeros_like(core))
     net = core & ~necrosis & ~enhancing
     seg = np.zeros(shape, np.uint8)
     seg[edema], seg[necrosis | net], seg[enhancing] = 2, 1, 4
@@ -205,7 +211,8 @@ def brats_phantom(size:int=96,            # side of the cubic volume (1 mm voxel
               for k, m in dict(edema=edema, net=net, necrosis=necrosis, enhancing=enhancing).items()}
     t_frac = np.clip(sum(tumour.values()), 0, 1)
     frac = dict(csf=csf * (1 - t_frac), gm=gm * (1 - t_frac), wm=wm * (1 - t_frac), **tumour)
-    texture = (1 + 0.04 * _smooth_noise(rng, shape, 12)) * (1 - t_frac) + (1 + 0.1 * _smooth_noise(rng, shape, 8)) * t_frac
+    texture = ((1 + 0.04 * _smooth_noise(rng, shape, 12)) * (1 - t_frac)
+               + (1 + 0.1 * _smooth_noise(rng, shape, 8)) * t_frac)
     out = {}
     for j, m in enumerate(BRATS_MODALITIES):
         img = sum(frac[k] * BRATS_CONTRAST[k][j] * rng.uniform(0.96, 1.04) for k in frac) * texture
@@ -228,16 +235,17 @@ def prostate_affine(size:int,      # side of the cubic grid
     s, o = fov / size, -(size - 1) / 2 * fov / size
     return np.array([[s, 0, 0, o], [0, s, 0, o], [0, 0, s, o], [0, 0, 0, 1.]])
 
-TASK05_SLAB = 0.375   # z extent of an anisotropic phantom, as a fraction of its in-plane field of view (Task05: ~72 of ~200 mm)
+# z extent of an anisotropic phantom, as a fraction of its in-plane field of view (Task05: ~72 of ~200 mm)
+TASK05_SLAB = 0.375
 
 def _check_spacing(spacing)->tuple:
     "Three positive voxel sizes in mm, from a sequence, one number or a 'X,Y,Z' string."
     return voxel_size(spacing, "three positive voxel sizes in mm, e.g. 0.6,0.6,3.6")
 
-def prostate_grid(size:int,                # voxels along each in-plane axis (the side of the cube when `spacing` is None)
+def prostate_grid(size:int,                # voxels along each in-plane axis (the cube's side without `spacing`)
                   fov:float=160.,          # field of view of the cube, mm (ignored with `spacing`)
-                  spacing:tuple|None=None  # (x, y, z) voxel size in mm of an MSD-like slab; None: a cube of fov/size mm voxels
-                 )->tuple:                 # (shape, 4×4 voxel-to-world matrix): axes R, A, S, world origin at the centre
+                  spacing:tuple|None=None  # (x, y, z) mm voxels of an MSD-like slab; None: a cube of fov/size mm
+                 )->tuple:                 # (shape, 4×4 voxel-to-world matrix): axes R, A, S, origin at the centre
     "The prostate phantom's voxel grid: an isotropic cube, or a Task05-like slab of thick axial slices."
     if spacing is None: return (size,) * 3, prostate_affine(size, fov)
     sx, sy, sz = _check_spacing(spacing)
@@ -251,13 +259,14 @@ def prostate_phantom(size:int=96,        # side of the cubic volume (with `spaci
                      noise:float=0.03,   # Rician noise std of T2 in contrast units (ADC: 2.5×)
                      bias:float=0.2,     # bias-field strength of T2 (ADC: 0.3×)
                      fov:float=160.,     # field of view of the cube, mm
-                     spacing:tuple|str|None=None  # (x, y, z) mm for a Task05-like slab (`prostate_grid`), e.g. (0.6, 0.6, 3.6); None: the cube
+                     spacing:tuple|str|None=None  # (x, y, z) mm of a Task05-like slab (e.g. 0.6, 0.6, 3.6); None: cube
                     )->dict:             # t2, adc (float32), seg (uint8: 0 background, 1 PZ, 2 TZ), affine
     "One MSD Task05-like case: pelvis with a prostate (PZ, TZ) on T2 and ADC."
     _check_size(size)
     rng = np.random.default_rng(seed)
     shape, aff = prostate_grid(size, fov, spacing)
-    x, y, z = np.meshgrid(*[np.arange(n, dtype=np.float32) * aff[i, i] + aff[i, 3] for i, n in enumerate(shape)], indexing='ij')
+    axes = [np.arange(n, dtype=np.float32) * aff[i, i] + aff[i, 3] for i, n in enumerate(shape)]
+    x, y, z = np.meshgrid(*axes, indexing='ij')
     def radius(c, ax, wobble=0.):   # ellipsoidal radius: < 1 inside
         r = np.sqrt(((x - c[0]) / ax[0])**2 + ((y - c[1]) / ax[1])**2 + ((z - c[2]) / ax[2])**2)
         return r * (1 + wobble * _smooth_noise(rng, shape, 4)) if wobble else r
@@ -279,7 +288,8 @@ def prostate_phantom(size:int=96,        # side of the cubic volume (with `spaci
                  rectal_wall=rectum < 1, rectal_lumen=rectum < 0.55, pz=pz, tz=tz, lesion=lesion)
     label = np.zeros(shape, np.int8)
     for k, name in enumerate(PROSTATE_CONTRAST, 1): label[masks[name]] = k
-    frac = {name: ndimage.gaussian_filter((label == k).astype(np.float32), 0.6) for k, name in enumerate(PROSTATE_CONTRAST, 1)}
+    frac = {name: ndimage.gaussian_filter((label == k).astype(np.float32), 0.6)
+            for k, name in enumerate(PROSTATE_CONTRAST, 1)}
     texture = 1 + 0.05 * _smooth_noise(rng, shape, 12) + 0.12 * _smooth_noise(rng, shape, 10) * frac['tz']
     out = {}
     for j, m in enumerate(PROSTATE_MODALITIES):
@@ -294,7 +304,8 @@ def prostate_phantom(size:int=96,        # side of the cubic volume (with `spaci
 PHANTOM_LAYOUTS = {'brats2020': brats_phantom, 'msd-task05': prostate_phantom}   # layout name -> case generator
 
 def _check_layout(layout):
-    if layout not in PHANTOM_LAYOUTS: raise ValueError(f"layout: unknown {layout!r}; expected one of {list(PHANTOM_LAYOUTS)}")
+    if layout not in PHANTOM_LAYOUTS: raise ValueError(f"layout: unknown {layout!r}; expected one of "
+                                                       f"{list(PHANTOM_LAYOUTS)}")
 
 def phantom_case(size:int=96,              # side of the cubic volume, voxels (at least 24)
                  seed:int=0,               # random seed: same seed, same case
@@ -328,8 +339,10 @@ def _write_msd(root, cases):
         _save_nii(root/'imagesTr'/name, np.stack([case[m] for m in PROSTATE_MODALITIES], -1), case['affine'])
         _save_nii(root/'labelsTr'/name, case['seg'], case['affine'])
         training.append({'image': f'./imagesTr/{name}', 'label': f'./labelsTr/{name}'})
-    meta = {'name': 'PROSTATE', 'description': 'cloe_nb phantom in the layout of MSD Task05 (prostate transitional and peripheral zone)',
-            'reference': 'synthetic: cloe_nb.phantom', 'licence': 'CC-BY-SA 4.0', 'release': '1.0', 'tensorImageSize': '4D',
+    meta = {'name': 'PROSTATE', 'description': 'cloe_nb phantom in the layout of MSD Task05 '
+                                               '(prostate transitional and peripheral zone)',
+            'reference': 'synthetic: cloe_nb.phantom', 'licence': 'CC-BY-SA 4.0', 'release': '1.0',
+            'tensorImageSize': '4D',
             'modality': {'0': 'T2', '1': 'ADC'}, 'labels': {'0': 'background', '1': 'PZ', '2': 'TZ'},
             'numTraining': len(training), 'numTest': 0, 'training': training, 'test': []}
     (root/'dataset.json').write_text(json.dumps(meta, indent=4))
@@ -339,7 +352,7 @@ _WRITERS = {'brats2020': _write_brats, 'msd-task05': _write_msd}
 _APPLEDOUBLE = b'\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        '   # the header of an AppleDouble `._*` file
 
 def _write_macos_files(root:Path):
-    "Add the `._*` resource files a tar made on macOS carries: one beside dataset.json and one beside the first image and label."
+    "Add the `._*` files a macOS tar carries: one beside dataset.json, one beside the first image and label."
     files = sorted(root.rglob('*.nii.gz'))
     firsts = [min((f for f in files if f.parent == d), key=str) for d in sorted({f.parent for f in files})][:3]
     for f in [root/'dataset.json', *firsts]:
@@ -351,19 +364,23 @@ def make_phantom_dataset(out:str|Path,           # dataset folder to create
                          size:int=96,            # side of each cubic volume, voxels (≥ 24)
                          seed:int=0,             # dataset seed; case i uses a seed derived from (seed, i)
                          force:bool=False,       # replace a non-empty `out`
-                         macos_files:bool=False, # also write a few macOS `._*` files, as the Task05 tar carries them (readers must skip them)
-                         **kw                    # passed to the case generator (e.g. anatomy='analytic', spacing=(0.6, 0.6, 3.6))
+                         macos_files:bool=False, # also macOS `._*` files, as the Task05 tar has (readers skip them)
+                         **kw                    # to the case generator (anatomy='analytic', spacing=(0.6, 0.6, 3.6))
                         )->Path:                 # `out`
     "Write a phantom dataset in the on-disk layout of BraTS 2020 or MSD Task05, atomically."
-    if kw.get('spacing') is not None and layout != 'msd-task05': raise ValueError(f"spacing: only for layout 'msd-task05'; {layout!r} phantoms are on BraTS's 1 mm grid")
+    if kw.get('spacing') is not None and layout != 'msd-task05':
+        raise ValueError(f"spacing: only for layout 'msd-task05'; {layout!r} phantoms are on BraTS's 1 mm grid")
     _check_layout(layout); _check_size(size)
     if isinstance(n_cases, bool) or not isinstance(n_cases, (int, np.integer)) or n_cases < 1:
         raise ValueError(f"n_cases: expected a positive integer, got {n_cases!r}")
     out = Path(out).expanduser()
-    if out.exists() and not out.is_dir(): raise NotADirectoryError(f"{out}: exists and is not a folder; expected a new or empty dataset folder")
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{out}: exists and is not a folder; expected a new or empty dataset folder")
     if out.is_dir() and any(out.iterdir()) and not force:
-        raise FileExistsError(f"{out}: folder is not empty; expected a new or empty folder (pass force=True / --force to replace it)")
-    writable_dir(out.parent, f'out {out}: parent folder')   # read-only or not a folder: one line naming OUT, before any work
+        raise FileExistsError(f"{out}: folder is not empty; expected a new or empty folder (pass force=True / --force "
+                              "to replace it)")
+    # read-only or not a folder: one line naming OUT, before any work
+    writable_dir(out.parent, f'out {out}: parent folder')
     tmp = make_temp(out.parent, f'.{out.name}.', '.tmp', is_dir=True)   # mode 0o777 less the umask, as mkdir gives
     try:
         _WRITERS[layout](tmp, ((i, phantom_case(size, _case_seed(seed, i), layout, **kw)) for i in range(n_cases)))
@@ -376,8 +393,10 @@ def make_phantom_dataset(out:str|Path,           # dataset folder to create
         if old is not None: shutil.rmtree(old, ignore_errors=True)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, OSError) and str(e.filename or '').startswith(str(tmp)):   # not the temporary name, which means nothing to a user
-            raise type(e)(f"out {out}: cannot be written ({e.strerror or e}); expected a writable folder with room for {n_cases} case(s)") from e
+        # not the temporary name, which means nothing to a user
+        if isinstance(e, OSError) and str(e.filename or '').startswith(str(tmp)):
+            raise type(e)(f"out {out}: cannot be written ({e.strerror or e}); expected a writable folder "
+                          f"with room for {n_cases} case(s)") from e
         raise
     return out
 
@@ -391,7 +410,7 @@ def phantom_cli(out:str,                 # dataset folder to create
                 seed:int=0,              # dataset seed
                 anatomy:str='auto',      # BraTS brain: 'mni152' (needs nilearn), 'analytic' or 'auto'
                 force:bool=False,        # replace a non-empty OUT
-                spacing:str=None,        # msd-task05: voxel size X,Y,Z in mm of a Task05-like slab (e.g. 0.6,0.6,3.6: SIZE x SIZE voxels in plane, thick slices); default: a SIZE^3 cube
+                spacing:str=None,        # msd-task05: X,Y,Z mm voxels of a slab (e.g. 0.6,0.6,3.6); default: a cube
                 macos_files:store_true=False   # also write a few macOS ._* files, as the Task05 tar carries them
                ):
     "Write a phantom dataset in the on-disk layout of BraTS 2020 or MSD Task05 (prostate)."
@@ -399,6 +418,8 @@ def phantom_cli(out:str,                 # dataset folder to create
     if spacing is not None: kw['spacing'] = _check_spacing(spacing)
     root = make_phantom_dataset(out, layout, n_cases, size, seed, force, macos_files, **kw)
     if spacing is None: grid = f"{size}^3 voxels"
-    else: grid = f"{' x '.join(map(str, prostate_grid(size, spacing=kw['spacing'])[0]))} voxels of {' x '.join(f'{v:g}' for v in kw['spacing'])} mm"
+    else:
+        shape = prostate_grid(size, spacing=kw['spacing'])[0]
+        grid = f"{' x '.join(map(str, shape))} voxels of {' x '.join(f'{v:g}' for v in kw['spacing'])} mm"
     print(f"wrote {n_cases} {layout} phantom case(s) of {grid} to {root}")
     return root

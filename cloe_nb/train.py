@@ -1,4 +1,4 @@
-"""`cloe-train`: a dataset folder or a preprocessing cache in, a run folder out — and, with no data at all, the phantom demo.
+"""`cloe-train`: a dataset folder or a preprocessing cache in, a run folder out; with no data, the phantom demo.
 
 Docs: https://cloe-nb.github.io/cloe_nb/train.html.md"""
 
@@ -6,67 +6,71 @@ Docs: https://cloe-nb.github.io/cloe_nb/train.html.md"""
 
 # %% auto #0
 __all__ = ['DEMO', 'RUNTIME', 'LEGACY_CONFIG', 'GROWABLE', 'TrainConfig', 'resolve_config', 'split_ids', 'check_data',
-           'prepare_training_data', 'run_lock', 'cache_spacing', 'train', 'summary', 'train_cli']
+           'prepare_training_data', 'gloo_broadcast', 'run_lock', 'cache_spacing', 'train', 'config_options', 'summary',
+           'train_cli']
 
 # %% ../nbs/21_train.ipynb #cae8c2f3
-import contextlib, json, math, os, shlex, sys, time, warnings
+import contextlib, inspect, json, os, shlex, sys, time, typing, warnings
 from dataclasses import dataclass, asdict, fields, replace
 from pathlib import Path
-from .core import atomic_write, cli_errors, writable_dir  # first: it quiets a torch warning fastai triggers on import
 import numpy as np
 import torch
 from fastcore.script import call_parse
-from fastcore.basics import patch, noop
-from fastai.torch_core import set_seed
+from fastcore.basics import noop
+from fastcore.docments import docments
+from .core import cli_errors, quiet_fastai, save_json, writable_dir
 from .datasets import find_cases, held_out, load_split, kfold_split, read_id_file
-from .preprocess import is_cache, load_cache, prepare_dataset, check_cache, stale_entries, unlabelled_ids, CacheWarning, dataset_spacing, parse_spacing, voxel_spacing
+from .preprocess import (is_cache, load_cache, prepare_dataset, check_cache, stale_entries, unlabelled_ids,
+                                CacheWarning, dataset_spacing, parse_spacing, voxel_spacing)
 from .phantom import make_phantom_dataset
 from .augment import cloe_dataloaders
 from .evaluate import resolve_split
-from .model import get_config
+from .model import CLoE, get_config
+from .losses import CLoELoss
 from .learner import cloe_learner, resume, plot_curves, resolve_precision, optimizer_func, LR_STEPS
 from .gating import check_score_transform
+with quiet_fastai(): from fastai.torch_core import set_seed
 
 # %% ../nbs/21_train.ipynb #c797b881
 @dataclass
 class TrainConfig:
-    "Everything that defines a training run (saved as the run folder's config.json)."
-    epochs:int = 500                  # training epochs (paper: 500)
+    "Everything that defines a training run (saved as the run's config.json); each field is a cloe-train option."
+    epochs:int = 500                  # training epochs (paper: 500); may grow on --resume
     iters_per_epoch:int|None = 150    # batches per epoch (RFNet's train.py: 150); None: one patch per training case
     patch:int = 112                   # cubic training patch side (paper: 112)
-    widths:tuple = (16, 32, 64, 128)  # encoder/decoder widths, shallow to deep (RFNet's)
+    widths:tuple = (16, 32, 64, 128)  # encoder/decoder widths, shallow to deep (RFNet's), e.g. 16,32,64,128
     bs:int = 1                        # batch size (paper: 1)
     lr:float = 2e-4                   # Adam learning rate (paper: 2e-4)
     wd:float = 1e-4                   # L2 weight decay (paper: 1e-4)
-    optimizer:str = 'rfnet'           # 'rfnet' (torch Adam as RFNet: amsgrad, eps 1e-8) or 'fastai' (cloe_nb.learner.optimizer_func)
-    score_transform:str = 'log'       # gate input: 'raw' (paper), 'centered', 'log' (cloe_nb.gating.condition_scores)
+    optimizer:str = 'rfnet'           # rfnet (torch Adam as RFNet: amsgrad, eps 1e-8) or fastai (see optimizer_func)
+    score_transform:str = 'log'       # gate input: raw (the paper's), centered or log (gating.condition_scores)
     p_corrupt:float = 0.              # probability of one corrupted modality per training sample (0: the paper)
     seed:int = 0                      # seed of the split, sampling, augmentation and initialisation
-    ablation:str = 'full'             # a row of the ablation table or a baseline (cloe_nb.model.get_config)
+    ablation:str = 'full'             # an ablation row or a baseline: full, no_mec, ... (cloe_nb.model.get_config)
     p_full:float|None = None          # probability of the full modality set in training; None: uniform
     fg_ratio:float = 0.               # probability of a foreground-centred training patch
-    split:str|None = None             # training cases: a file of ids, 'brats2020_rfnet' or 'name:part'; None: every labelled case
-    valid:str|None = None             # validation cases: a file of ids or 'name:part'; None: the split's val part, else valid_fraction
-    valid_fraction:float = 0.2        # seeded share of the training cases held out when no validation cases are named (0: none)
-    lr_step:str = 'epoch'             # poly schedule: one rate per epoch ('epoch', RFNet) or per batch ('batch')
-    lam:float = 0.1                   # lambda (Eq. 8)
-    alpha:float = 1.                  # alpha (Eq. 11)
-    beta:float = 0.1                  # beta (Eq. 11); 0 turns L_con off
+    split:str|None = None             # training cases: an id file, brats2020_rfnet or name:part; None: all labelled
+    valid:str|None = None             # validation cases: id file or name:part; None: split's val, else valid_fraction
+    valid_fraction:float = 0.2        # seeded share of the training cases held out when no validation cases are named
+    lr_step:str = 'epoch'             # poly schedule: one rate per epoch (epoch, RFNet's) or per batch (batch)
+    lam:float = 0.1                   # lambda: weight of L_MEC + L_REC inside L_ECL (Eq. 8)
+    alpha:float = 1.                  # weight of L_ECL (Eq. 11)
+    beta:float = 0.1                  # weight of L_con (Eq. 11); 0 turns it off
     clip:float|None = 5.              # gradient-norm clipping
     workers:int|None = None           # loader threads; None: min(CPU count, 4)
-    mixed_precision:str = 'auto'      # 'auto' (bf16 on GPU, fp16 on GPUs without native bf16, off on CPU), 'bf16', 'fp16', 'none'
-    checkpointing:bool = False        # activation checkpointing: less GPU memory, a slower step (the performance page)
-    spacing:str|None = None           # when DATA is a dataset folder: cloe-prepare's --spacing ('auto', 'X,Y,Z' mm); None: each case's own grid
-    phantom_cases:int = 0             # phantom demo only: cases generated
-    phantom_size:int = 0              # phantom demo only: volume side
+    mixed_precision:str = 'auto'      # auto (bf16 on GPU, fp16 if bf16 is emulated, off on CPU), bf16, fp16 or none
+    checkpointing:bool = False        # recompute activations: a 112³ step in 8.4, not 13.9 GB (fp32), 1.1-1.3x slower
+    spacing:str|None = None           # resample a dataset folder: auto (median) or X,Y,Z mm; None: each case's grid
+    phantom_cases:int = 0             # phantom demo only (no DATA): cases generated
+    phantom_size:int = 0              # phantom demo only (no DATA): volume side
 
 DEMO = dict(epochs=12, iters_per_epoch=24, patch=48, widths=(8, 16, 32, 64), bs=2, lr=3e-3, fg_ratio=0.8, p_full=0.5,
             phantom_cases=10, phantom_size=64)   # what the CPU phantom demo changes
 
 # %% ../nbs/21_train.ipynb #985687af
 RUNTIME = ('workers', 'checkpointing')   # may change on --resume
-LEGACY_CONFIG = dict(optimizer='fastai', score_transform='raw', lr_step='batch')   # what a config.json written before these options meant
-GROWABLE = ('epochs',)                   # may grow on --resume (the poly schedule is stretched from the current epoch on)
+LEGACY_CONFIG = dict(optimizer='fastai', score_transform='raw', lr_step='batch')   # config.json before these options
+GROWABLE = ('epochs',)                   # may grow on --resume (the poly schedule stretched from the current epoch on)
 
 def _positive(cfg, names, strict=True, optional=False):
     for k in names:
@@ -74,12 +78,14 @@ def _positive(cfg, names, strict=True, optional=False):
         if optional and v is None: continue
         if (v <= 0 if strict else v < 0) or v != v:
             what = 'a positive number' if strict else 'zero or more'
-            raise ValueError(f"{k.replace('_', '-')}: expected {what}{' (or leave it out)' if optional else ''}, got {v}")
+            raise ValueError(f"{k.replace('_', '-')}: expected {what}{' (or leave it out)' if optional else ''}, "
+                             f"got {v}")
 
 def _as_widths(w)->tuple:
     if isinstance(w, str): w = [s for s in w.replace('-', ',').split(',') if s.strip()]
     try: w = tuple(int(v) for v in w)
-    except (TypeError, ValueError): raise ValueError(f"widths: expected integers such as 16,32,64,128, got {w!r}") from None
+    except (TypeError, ValueError):
+        raise ValueError(f"widths: expected integers such as 16,32,64,128, got {w!r}") from None
     if len(w) < 2 or min(w) < 1: raise ValueError(f"widths: expected at least two positive widths, got {w}")
     return w
 
@@ -94,10 +100,14 @@ def resolve_config(demo:bool=False,          # phantom demo: start from `DEMO` o
     if 'widths' in given: given['widths'] = _as_widths(given['widths'])
     if saved is not None:
         unknown = set(saved) - {f.name for f in fields(TrainConfig)}
-        if unknown or 'widths' not in saved: raise ValueError(f"resume: config.json holds {'unknown entries ' + str(sorted(unknown)) if unknown else 'no widths'}; expected the config.json cloe-train wrote")
+        if unknown or 'widths' not in saved:
+            what = f"unknown entries {sorted(unknown)}" if unknown else 'no widths'
+            raise ValueError(f"resume: config.json holds {what}; "
+                             "expected the config.json cloe-train wrote")
         base = TrainConfig(**{**LEGACY_CONFIG, **saved, 'widths': tuple(saved['widths'])})
         grow = {k for k in GROWABLE if k in given and given[k] >= getattr(base, k)}
-        diff = {k: (getattr(base, k), v) for k, v in given.items() if getattr(base, k) != v and k not in RUNTIME and k not in grow}
+        diff = {k: (getattr(base, k), v) for k, v in given.items()
+                if getattr(base, k) != v and k not in RUNTIME and k not in grow}
         if diff: raise ValueError("resume: the run was started with another configuration: " +
                                   ', '.join(f"{k}={a!r} in config.json, {b!r} given" for k, (a, b) in diff.items()) +
                                   "; resume with the same options (or none), or start a new run folder")
@@ -107,50 +117,62 @@ def resolve_config(demo:bool=False,          # phantom demo: start from `DEMO` o
     for k in ('epochs', 'patch', 'bs', 'iters_per_epoch'):
         v = getattr(cfg, k)
         if v is not None and v < 1:
-            raise ValueError(f"{k.replace('_', '-')}: expected a positive integer{' (RFNet: 150)' if k == 'iters_per_epoch' else ''}, got {v}")
-    _positive(cfg, ('lr',)); _positive(cfg, ('clip',), optional=True); _positive(cfg, ('wd', 'lam', 'alpha', 'beta', 'fg_ratio'), strict=False)
-    if not 0 <= cfg.valid_fraction < 1: raise ValueError(f"valid-fraction: expected a share in [0, 1), got {cfg.valid_fraction}")
+            raise ValueError(f"{k.replace('_', '-')}: expected a positive integer"
+                             f"{' (RFNet: 150)' if k == 'iters_per_epoch' else ''}, got {v}")
+    _positive(cfg, ('lr',)); _positive(cfg, ('clip',), optional=True)
+    _positive(cfg, ('wd', 'lam', 'alpha', 'beta', 'fg_ratio'), strict=False)
+    if not 0 <= cfg.valid_fraction < 1:
+        raise ValueError(f"valid-fraction: expected a share in [0, 1), got {cfg.valid_fraction}")
     if cfg.lr_step not in LR_STEPS: raise ValueError(f"lr-step: expected one of {LR_STEPS}, got {cfg.lr_step!r}")
-    if cfg.workers is not None and cfg.workers < 0: raise ValueError(f"workers: expected 0 or more loader threads, got {cfg.workers}")
+    if cfg.workers is not None and cfg.workers < 0:
+        raise ValueError(f"workers: expected 0 or more loader threads, got {cfg.workers}")
     parse_spacing(cfg.spacing)   # a bad --spacing fails now
     k = 2 ** (len(cfg.widths) - 1)
-    if cfg.patch % k: raise ValueError(f"patch: {cfg.patch} is not divisible by 2**(levels-1) = {k} for widths {cfg.widths}")
-    if not 0 <= cfg.p_corrupt <= 1: raise ValueError(f"p_corrupt: expected a probability in [0, 1], got {cfg.p_corrupt}")
+    if cfg.patch % k:
+        raise ValueError(f"patch: {cfg.patch} is not divisible by 2**(levels-1) = {k} for widths {cfg.widths}")
+    if not 0 <= cfg.p_corrupt <= 1:
+        raise ValueError(f"p_corrupt: expected a probability in [0, 1], got {cfg.p_corrupt}")
     optimizer_func(cfg.optimizer); check_score_transform(cfg.score_transform)   # unknown names -> clear errors
-    if cfg.p_full is not None and not 0 <= cfg.p_full <= 1: raise ValueError(f"p_full: expected a probability in [0, 1], got {cfg.p_full}")
+    if cfg.p_full is not None and not 0 <= cfg.p_full <= 1:
+        raise ValueError(f"p_full: expected a probability in [0, 1], got {cfg.p_full}")
     resolve_precision(cfg.mixed_precision)     # unknown value, or bf16/fp16 without a GPU -> clear error
     return cfg
 
 # %% ../nbs/21_train.ipynb #a94d3e46
 def _listed(spec:str, what:str, part:str)->tuple:
-    "Case ids named by a file, 'name:part' or a shipped split name (then `part` of it); and the split itself when named bare."
+    "Case ids named by a file, 'name:part' or a shipped split name (then its `part`); and the split when named bare."
     ids = resolve_split(spec, part, what)   # one syntax for every command (cloe_nb.evaluate.resolve_split)
     name, _, p = spec.partition(':')
-    named = not Path(spec).expanduser().is_file() and p in ('', part)   # 'brats2020_rfnet' and 'brats2020_rfnet:train' alike
+    named = not Path(spec).expanduser().is_file() and p in ('', part)   # 'brats2020_rfnet' or '...:train'
     return ids, (load_split(name) if named else None)
 
-def split_ids(split:str|None,      # training cases: None (every labelled case), a file of ids, a shipped split name or 'name:part'
+def split_ids(split:str|None,      # training cases: None (all labelled cases), an id file, a split name or 'name:part'
               ids:list,            # labelled case ids available
               seed:int=0,          # seed of the held-out share
-              valid:str|None=None, # validation cases: a file of ids or 'name:part'; None: the split's val part, else `valid_fraction`
+              valid:str|None=None, # validation cases: id file or 'name:part'; None: split's val, else valid_fraction
               valid_fraction:float=0.2  # share of the training cases held out when no validation cases are named
              )->tuple:             # (train ids, valid ids, one line saying where the validation cases come from)
     "Training and validation case ids for a run, and how they were chosen."
     train, named = (sorted(ids), None) if split is None else _listed(split, 'split', 'train')
     if valid is not None: val, how = _listed(valid, 'valid', 'val')[0], f"validation: {{n}} case(s) from {valid}"
-    elif named is not None and named.get('val'): val, how = named['val'], f"validation: {{n}} case(s) from {split.partition(':')[0]}:val"
+    elif named is not None and named.get('val'):
+        val, how = named['val'], f"validation: {{n}} case(s) from {split.partition(':')[0]}:val"
     else:
         val = held_out(train, valid_fraction, seed)
-        how = (f"validation: {{n}} of the {len(train)} training case(s) held out (valid_fraction {valid_fraction:g}, seed {seed})" if val else
-               f"validation: none (valid_fraction {valid_fraction:g} of {len(train)} case(s)); best.pth is not written, last.pth is the run's model")
+        how = (f"validation: {{n}} of the {len(train)} training case(s) held out "
+               f"(valid_fraction {valid_fraction:g}, seed {seed})"
+               if val else f"validation: none (valid_fraction {valid_fraction:g} of {len(train)} case(s)); "
+                           "best.pth is not written, last.pth is the run's model")
     train = [i for i in train if i not in set(val)]
     missing = sorted(set(train) - set(ids)) + sorted(set(val) - set(ids))
-    if missing: raise ValueError(f"split: {len(missing)} listed case(s) are not labelled cases of the data, e.g. {missing[:3]}")
+    if missing:
+        raise ValueError(f"split: {len(missing)} listed case(s) are not labelled cases of the data, "
+                         f"e.g. {missing[:3]}")
     if not train: raise ValueError("split: no training cases left" + (" after the validation cases" if val else ""))
     return list(train), list(val), how.format(n=len(val))
 
 def _legacy_split_ids(split, ids, seed)->tuple:
-    "The cases of a run started before `split.json` existed, chosen as cloe-train chose them then (so a resumed old run keeps them)."
+    "The cases of a run started before `split.json` existed, chosen as cloe-train chose them then (kept on resume)."
     if split is None: part = kfold_split(ids, 5, 0, seed) if len(ids) >= 5 else dict(train=ids[:-1], val=ids[-1:])
     elif not Path(split).exists() and '/' not in split and not split.endswith('.txt'):
         s = load_split(split); part = dict(train=s['train'], val=s.get('val', []))
@@ -161,7 +183,7 @@ def _legacy_split_ids(split, ids, seed)->tuple:
 
 # %% ../nbs/21_train.ipynb #e3414d42
 def _original_shapes(data:Path, layout:str, spacing=None)->dict:
-    "Case id -> volume shape the training will see: a cache's metadata, or the NIfTI headers (no voxels read) at `spacing`."
+    "Case id -> volume shape training will see: a cache's metadata, or NIfTI headers (no voxels read) at `spacing`."
     import nibabel as nib
     if is_cache(data): return {e.id: tuple(e.meta['original_shape']) for e in load_cache(data)}
     cases, shapes = find_cases(data, layout), {}
@@ -170,7 +192,7 @@ def _original_shapes(data:Path, layout:str, spacing=None)->dict:
         try: img = nib.load(str(next(iter(c.images.values()))))
         except Exception: continue   # an unreadable case: preparing it reports it (and --skip-bad skips it)
         shape = np.array(img.shape[:3], float)
-        if target is not None: shape = np.round(shape * voxel_spacing(img.affine) / np.array(target))   # its grid after resampling
+        if target is not None: shape = np.round(shape * voxel_spacing(img.affine) / np.array(target))   # resampled
         shapes[c.id] = tuple(int(v) for v in shape)
     return shapes
 
@@ -178,22 +200,27 @@ def check_data(data:str|Path,   # a dataset folder or a cloe-prepare cache
                patch:int,       # training patch side
                layout:str='auto', # dataset layout (see find_cases)
                levels:int=4,      # encoder levels (the number of widths): the patch is a multiple of 2**(levels-1)
-               spacing:str|tuple|None=None  # a dataset folder's target voxel size (cloe-prepare's --spacing), None: its own grid
+               spacing:str|tuple|None=None  # a dataset folder's target voxel size (cloe-prepare's --spacing)
               )->Path:
     "Check, before any work, that DATA is a dataset or a cache and that the patch fits in at least one case."
     data = Path(data)
     if not data.exists(): raise FileNotFoundError(f"DATA: {data} does not exist")
-    if spacing is not None and is_cache(data): raise ValueError(f"spacing: {spacing!r} applies to a dataset folder; {data} is a cache, already prepared (cloe-prepare --spacing)")
+    if spacing is not None and is_cache(data):
+        raise ValueError(f"spacing: {spacing!r} applies to a dataset folder; {data} is a cache, already prepared "
+                         "(cloe-prepare --spacing)")
     try: shapes = _original_shapes(data, layout, spacing)
-    except (ValueError, FileNotFoundError) as e: raise ValueError(f"DATA: {data} is neither a cloe-prepare cache nor a dataset folder: {e}") from None
+    except (ValueError, FileNotFoundError) as e:
+        raise ValueError(f"DATA: {data} is neither a cloe-prepare cache nor a dataset folder: {e}") from None
     if not shapes: raise ValueError(f"DATA: {data} holds no cases")
-    if is_cache(data): check_cache(data)   # a truncated or damaged entry is named now, not mid-epoch (headers and sizes only)
+    if is_cache(data): check_cache(data)   # a damaged entry is named now, not mid-epoch (headers, sizes)
     if all(min(s) < patch for s in shapes.values()):
         k, side = 2 ** (levels - 1), max(min(s) for s in shapes.values())
         fit = side // k * k
-        raise ValueError(f"patch: {patch} is larger than every case of {data} (largest volume {max(shapes.values(), key=min)}); "
-                         f"expected --patch {fit} or less, a multiple of {k} for {levels} widths" if fit else
-                         f"expected a patch of at most {side}: give fewer --widths (a patch must be a multiple of 2**(levels-1))")
+        raise ValueError(f"patch: {patch} is larger than every case of {data} "
+                         f"(largest volume {max(shapes.values(), key=min)}); "
+                         + (f"expected --patch {fit} or less, a multiple of {k} for {levels} widths" if fit else
+                            f"expected a patch of at most {side}: give fewer --widths "
+                            "(a patch must be a multiple of 2**(levels-1))"))
     return data
 
 # %% ../nbs/21_train.ipynb #bc583086
@@ -203,7 +230,7 @@ def prepare_training_data(data:str|Path|None,  # dataset folder, cache, or None 
                           layout:str='auto',   # dataset layout
                           cache:str|Path|None=None,  # where to cache a dataset folder (default RUN/cache)
                           progress:bool=True,  # progress bars
-                          skip_bad:bool=False  # cache and train on the other cases past bad ones (listed), instead of stopping
+                          skip_bad:bool=False  # cache and train on the other cases past bad ones (listed); False: stop
                          )->Path:              # the cache folder to train from
     "Generate (demo) and preprocess (dataset folder) as needed; idempotent, so resuming reuses it."
     if data is None:
@@ -215,40 +242,48 @@ def prepare_training_data(data:str|Path|None,  # dataset folder, cache, or None 
         stale = stale_entries(data)
         if stale:
             i, why = next(iter(stale.items()))
-            warnings.warn(f"DATA {data}: {len(stale)} cache entr{'y' if len(stale) == 1 else 'ies'} may not match the files they were "
-                          f"prepared from (e.g. {i}: {why}); re-run cloe-prepare on the dataset to refresh them", CacheWarning)
+            n = f"{len(stale)} cache entr{'y' if len(stale) == 1 else 'ies'}"
+            warnings.warn(f"DATA {data}: {n} may not match the files they were prepared from (e.g. {i}: {why}); "
+                          "re-run cloe-prepare on the dataset to refresh them",
+                          CacheWarning)
         return data
     out = Path(cache) if cache else run_dir/'cache'
-    res = prepare_dataset(data, out, layout=layout, workers=cfg.workers if cfg.workers is not None else 0, progress=progress, skip_bad=skip_bad,
+    res = prepare_dataset(data, out, layout=layout, workers=cfg.workers or 0, progress=progress, skip_bad=skip_bad,
                           spacing=cfg.spacing)
     for i, why in res['bad'].items(): warnings.warn(f"DATA: case {i} skipped: {why}", CacheWarning)
     return out
 
 
 # %% ../nbs/21_train.ipynb #619672bc
-from fastai.distributed import DistributedDL
-
-@patch
-def _broadcast(self:DistributedDL, t, rank):
+def _broadcast(self, t, rank):
     "Broadcast `t` from `rank` to all ranks, on CUDA for NCCL and on the CPU for gloo."
     t = torch.tensor(t, dtype=torch.long)
     if torch.distributed.get_backend() == 'nccl': t = t.cuda()
     torch.distributed.broadcast(t, rank)
     return t.cpu().tolist()
 
-# %% ../nbs/21_train.ipynb #e32c07aa
-def _write_json(path:Path, obj): atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2)))
+@contextlib.contextmanager
+def gloo_broadcast():
+    "While the block runs, fastai's `DistributedDL` broadcasts on the CPU under gloo (on CUDA under NCCL, as fastai)."
+    with quiet_fastai(): from fastai.distributed import DistributedDL
+    fastai_broadcast = vars(DistributedDL)['_broadcast']
+    DistributedDL._broadcast = _broadcast
+    try: yield
+    finally: DistributedDL._broadcast = fastai_broadcast
 
+# %% ../nbs/21_train.ipynb #e32c07aa
 def _read_json(path:Path, what:str)->dict:
     try: obj = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e: raise ValueError(f"{what}: {path} cannot be read as JSON ({e}); expected the file cloe-train wrote") from None
-    if not isinstance(obj, dict): raise ValueError(f"{what}: {path} holds a {type(obj).__name__}; expected the JSON object cloe-train wrote")
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{what}: {path} cannot be read as JSON ({e}); expected the file cloe-train wrote") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"{what}: {path} holds a {type(obj).__name__}; expected the JSON object cloe-train wrote")
     return obj
 
 @contextlib.contextmanager
 def run_lock(run_dir:str|Path  # the run folder (it must exist)
             ):
-    "Own a run folder while the block runs: an OS lock on `RUN/.lock` (released when the process ends, even by a crash), refused while another process holds it."
+    "Own a run folder while the block runs: an OS lock on `RUN/.lock` (freed when the process ends, even by a crash)."
     try: import fcntl
     except ImportError: yield; return   # no fcntl (Windows): no lock
     path = Path(run_dir)/'.lock'
@@ -256,9 +291,11 @@ def run_lock(run_dir:str|Path  # the run folder (it must exist)
     try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         f.seek(0); who = f.read().strip() or 'another process'; f.close()
-        raise RuntimeError(f"out: {run_dir} is in use by {who}; wait for it to finish (or stop it), or choose another folder") from None
+        raise RuntimeError(f"out: {run_dir} is in use by {who}; wait for it to finish (or stop it), "
+                           "or choose another folder") from None
     except OSError as e:   # a filesystem without locks (some network mounts): run, unlocked, and say so
-        warnings.warn(f"out: {run_dir} cannot be locked ({e.strerror or e}); make sure no other cloe-train uses it", CacheWarning)
+        warnings.warn(f"out: {run_dir} cannot be locked ({e.strerror or e}); make sure no other cloe-train uses it",
+                      CacheWarning)
     try:
         f.seek(0); f.truncate(); f.write(f"cloe-train (pid {os.getpid()})\n"); f.flush()
         yield
@@ -269,7 +306,9 @@ _RUN_FACTS = ('data', 'grid_spacing')   # config.json entries that are facts of 
 def _saved_run(run_dir:Path, resume_run:bool)->dict|None:
     "The config.json of the run to resume (None for a new run); refuses to start a new run over an existing one."
     if not resume_run:
-        if (run_dir/'last.pth').exists(): raise FileExistsError(f"out: {run_dir} already holds a run (last.pth); pass --resume to continue it, or choose another folder")
+        if (run_dir/'last.pth').exists():
+            raise FileExistsError(f"out: {run_dir} already holds a run (last.pth); pass --resume to continue it, "
+                                  "or choose another folder")
         return None
     if not (run_dir/'config.json').exists() or not (run_dir/'last.pth').exists():
         raise FileNotFoundError(f"--resume: {run_dir} has no config.json and last.pth to resume from")
@@ -279,7 +318,9 @@ def cache_spacing(cache:str|Path  # a cloe-prepare cache
                  )->list|None:    # the voxel size (mm) its cases were resampled to, or None (each case's own grid)
     "The grid a cache was prepared on (`cloe-prepare --spacing`): what prediction must resample new cases to."
     found = {tuple(s) if s else None for s in (e.meta.get('requested_spacing') for e in load_cache(cache))}
-    if len(found) > 1: raise ValueError(f"cache {cache}: its entries were prepared at different spacings {sorted(found, key=str)}; expected one (re-run cloe-prepare with one --spacing)")
+    if len(found) > 1:
+        raise ValueError(f"cache {cache}: its entries were prepared at different spacings {sorted(found, key=str)}; "
+                         "expected one (re-run cloe-prepare with one --spacing)")
     s = next(iter(found), None)
     return None if s is None else list(s)
 
@@ -287,22 +328,31 @@ def _run_split(run_dir:Path, cache_dir:Path, cfg:TrainConfig, resumed:bool)->tup
     "Training and validation ids: from `RUN/split.json` when resuming, else chosen by `split_ids` and saved there."
     if resumed and (run_dir/'split.json').is_file():
         s = _read_json(run_dir/'split.json', '--resume')
-        if not {'train', 'valid', 'how'} <= set(s): raise ValueError(f"--resume: {run_dir/'split.json'} lacks {sorted({'train', 'valid', 'how'} - set(s))}; expected the file cloe-train wrote")
+        lacks = sorted({'train', 'valid', 'how'} - set(s))
+        if lacks:
+            raise ValueError(f"--resume: {run_dir/'split.json'} lacks {lacks}; expected the file cloe-train wrote")
         return s['train'], s['valid'], s['how'] + ' (as when the run started)'
     labelled = [e.id for e in load_cache(cache_dir) if e.meta['has_label']]
     if resumed:   # a run started before split.json: its cases as they were chosen then
         train_ids, valid_ids = _legacy_split_ids(cfg.split, labelled, cfg.seed)
         how = f"validation: {len(valid_ids)} case(s), chosen as when the run started (before split.json)"
-        _write_json(run_dir/'split.json', dict(train=train_ids, valid=valid_ids, how=how))
+        save_json(dict(train=train_ids, valid=valid_ids, how=how), run_dir/'split.json')
         return train_ids, valid_ids, how
     try: train_ids, valid_ids, how = split_ids(cfg.split, labelled, cfg.seed, cfg.valid, cfg.valid_fraction)
     except ValueError as e:
         nolab = unlabelled_ids(cache_dir)
         if nolab and 'no training cases' in str(e):
-            raise ValueError(f"{e}: {len(nolab)} case(s) of {cache_dir} have no label, e.g. {nolab[:5]}; is a label file misnamed?") from None
+            raise ValueError(f"{e}: {len(nolab)} case(s) of {cache_dir} have no label, e.g. {nolab[:5]}; "
+                             "is a label file misnamed?") from None
         raise
-    _write_json(run_dir/'split.json', dict(train=train_ids, valid=valid_ids, how=how))
+    save_json(dict(train=train_ids, valid=valid_ids, how=how), run_dir/'split.json')
     return train_ids, valid_ids, how
+
+def _learner_kwargs(cfg:TrainConfig)->dict:
+    "The `cloe_learner` arguments a configuration sets: its own by name, and the loss's and the model's."
+    c, own = asdict(cfg), inspect.signature(cloe_learner).parameters
+    def _of(f): return {k: v for k, v in c.items() if k in inspect.signature(f).parameters and k not in own}
+    return dict({k: v for k, v in c.items() if k in own}, loss_kwargs=_of(CLoELoss), model_kwargs=_of(CLoE))
 
 def train(data:str|Path|None=None,  # dataset folder or cloe-prepare cache; None: phantom demo
           out:str|Path='runs/demo',  # run folder
@@ -314,11 +364,12 @@ def train(data:str|Path|None=None,  # dataset folder or cloe-prepare cache; None
           **options                  # `TrainConfig` fields; None = default
          ):                          # the fastai Learner after training
     "Train CLoE (or an ablation / baseline) into a run folder."
-    from fastai.distributed import rank_distrib
+    with quiet_fastai(): from fastai.distributed import rank_distrib
     run_dir = Path(out)
     saved = _saved_run(run_dir, resume_run)
     if saved is not None: data = data if data is not None else saved.get('data')
-    cfg = resolve_config(demo=data is None, saved={k: v for k, v in saved.items() if k not in _RUN_FACTS} if saved else None, **options)
+    if saved is not None: saved = {k: v for k, v in saved.items() if k not in _RUN_FACTS}
+    cfg = resolve_config(demo=data is None, saved=saved, **options)
     if data is not None: check_data(data, cfg.patch, layout, len(cfg.widths), cfg.spacing)
     writable_dir(run_dir)
     with run_lock(run_dir) if not rank_distrib() else contextlib.nullcontext():
@@ -328,31 +379,60 @@ def train(data:str|Path|None=None,  # dataset folder or cloe-prepare cache; None
         if data is None: check_data(cache_dir, cfg.patch, levels=len(cfg.widths))
         facts = dict(data=None if data is None else str(Path(data).resolve()), grid_spacing=cache_spacing(cache_dir))
         if saved is None or saved.get('epochs') != cfg.epochs or any(saved.get(k) != v for k, v in facts.items()):
-            _write_json(run_dir/'config.json', dict(asdict(cfg), **facts))   # what prediction needs to prepare new cases the same way
+            save_json(dict(asdict(cfg), **facts), run_dir/'config.json')   # prediction prepares new cases alike
         train_ids, valid_ids, how = _run_split(run_dir, cache_dir, cfg, saved is not None)
-        if data is None or not is_cache(data): check_cache(cache_dir, train_ids + valid_ids)   # a cache made here (check_data checked a given one)
+        if data is None or not is_cache(data):   # a cache made here (check_data checked a given one)
+            check_cache(cache_dir, train_ids + valid_ids)
         if not rank_distrib(): print(how)
-        dls = cloe_dataloaders(cache_dir, train_ids, valid_ids, patch=cfg.patch, bs=cfg.bs, iters_per_epoch=cfg.iters_per_epoch,
-                               num_workers=cfg.workers, seed=cfg.seed, fg_ratio=cfg.fg_ratio)
-        learn = cloe_learner(dls, widths=cfg.widths, ablation=cfg.ablation, lr=cfg.lr, wd=cfg.wd, optimizer=cfg.optimizer, p_full=cfg.p_full,
-                             p_corrupt=cfg.p_corrupt, clip=cfg.clip, model_kwargs=dict(score_transform=cfg.score_transform),
-                             run_dir=run_dir, loss_kwargs=dict(lam=cfg.lam, alpha=cfg.alpha, beta=cfg.beta), lr_step=cfg.lr_step,
-                             mixed_precision=cfg.mixed_precision, checkpointing=cfg.checkpointing)
+        dls = cloe_dataloaders(cache_dir, train_ids, valid_ids, patch=cfg.patch, bs=cfg.bs,
+                               iters_per_epoch=cfg.iters_per_epoch, num_workers=cfg.workers, seed=cfg.seed,
+                               fg_ratio=cfg.fg_ratio)
+        learn = cloe_learner(dls, run_dir=run_dir, **_learner_kwargs(cfg))
         if not progress:   # quiet: no bars and no raw per-epoch lists (log.csv has every epoch)
             if hasattr(learn, 'progress'): learn.remove_cb(learn.progress)
             learn.logger = noop
         done = resume(learn, run_dir/'last.pth') if saved is not None else 0
-        if done >= cfg.epochs: print(f"{run_dir}: all {cfg.epochs} epochs are done already; pass a larger --epochs to extend the run"); return learn
+        if done >= cfg.epochs:
+            print(f"{run_dir}: all {cfg.epochs} epochs are done already; pass a larger --epochs to extend the run")
+            return learn
         if rank_distrib(): learn.remove_cb(learn.run_folder)
-        with learn.distrib_ctx(cpu=not torch.cuda.is_available()): learn.fit_poly(cfg.epochs - done, total_epochs=cfg.epochs)
+        with gloo_broadcast(), learn.distrib_ctx(cpu=not torch.cuda.is_available()):
+            learn.fit_poly(cfg.epochs - done, total_epochs=cfg.epochs)
         if learn.nan_at is not None:
             ckpt = (f"the last good checkpoint is {run_dir/'last.pth'}" if (run_dir/'last.pth').exists() else
                     "no checkpoint was written, as it stopped in the first epoch")
-            raise RuntimeError(f"training stopped: the loss {learn.nan_why} at epoch {done + learn.nan_at[0]}, batch {learn.nan_at[1]}; "
+            raise RuntimeError(f"training stopped: the loss {learn.nan_why} at epoch {done + learn.nan_at[0]}, "
+                               f"batch {learn.nan_at[1]}; "
                                f"{ckpt}; try a lower --lr, or --clip")
         if not rank_distrib(): plot_curves(run_dir)
     return learn
 
+
+# %% ../nbs/21_train.ipynb #0c75bf7b
+def _option_type(t):
+    "The command-line type of a field's annotation: X for X|None, str for a tuple (given as 16,32,64,128)."
+    t = next((a for a in typing.get_args(t) if a is not type(None)), t)
+    return str if t is tuple else t
+
+def config_options(cls:type,             # a dataclass whose fields, documented by their comments, become the options
+                   shown:dict|None=None  # more defaults to show in the help, by name, e.g. dict(demo=DEMO)
+                  )->callable:           # decorator: sets the function's `__signature__`, which fastcore's CLIs read
+    "Decorator: every field of `cls` as a keyword-only option of the function, None (not given) by default."
+    docs = docments(cls)
+    def _param(f):
+        vals = {'default': f.default, **{k: d[f.name] for k, d in (shown or {}).items() if f.name in d}}
+        said = '; '.join(f"{k}: {','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in vals.items()
+                         if v is not None and f.type is not bool)
+        doc = (docs.get(f.name) or '') + (f" ({said})" if said else '')
+        return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                 annotation=typing.Annotated[_option_type(f.type), doc])
+    def _deco(func):
+        ps = list(inspect.signature(func).parameters.values())
+        var = [p for p in ps if p.kind is p.VAR_KEYWORD]
+        func.__signature__ = inspect.signature(func).replace(parameters=[p for p in ps if p not in var] +
+                                                             [_param(f) for f in fields(cls)] + var)
+        return func
+    return _deco
 
 # %% ../nbs/21_train.ipynb #289be4ca
 def summary(learn, run_dir:Path)->str:
@@ -362,7 +442,8 @@ def summary(learn, run_dir:Path)->str:
     last = log.iloc[-1]
     dice = [c for c in log.columns if c.startswith('dice_') and not c.endswith('_sub') and log[c].notna().any()]
     head = f"{len(log)} epochs in {run_dir}\n"
-    if not dice: return head + f"no validation cases: no validation Dice; the model is {Path(run_dir)/'last.pth'} (train loss {last.train_loss:.4g})"
+    if not dice: return head + (f"no validation cases: no validation Dice; the model is {Path(run_dir)/'last.pth'} "
+                                f"(train loss {last.train_loss:.4g})")
     best = log.loc[log[dice[0]].idxmax()]
     fmt = lambda r: ', '.join(f"{c[5:]} {r[c]:.3f}" for c in dice)
     return (head + f"validation Dice, full modality set, last epoch ({int(last.epoch)}): {fmt(last)}  -> last.pth\n"
@@ -370,7 +451,7 @@ def summary(learn, run_dir:Path)->str:
 
 @contextlib.contextmanager
 def _one_line_warnings(prog:str):
-    "Show `CacheWarning`s as one `PROG: warning: ...` line on stderr while the block runs (others as Python shows them)."
+    "Show `CacheWarning`s as one `PROG: warning: ...` line on stderr while the block runs (others as Python does)."
     show = warnings.showwarning
     def _show(message, category, filename, lineno, file=None, line=None):
         if issubclass(category, CacheWarning): print(f"{prog}: warning: {message}", file=sys.stderr)
@@ -382,56 +463,38 @@ def _one_line_warnings(prog:str):
 def _interrupted(data, out, **given)->str:
     "What to tell a user who pressed Ctrl-C: where the run stands and the exact command that continues it."
     ckpt = Path(out)/'last.pth'
-    if not ckpt.exists(): return f"interrupted before the first epoch ended: nothing to resume in {out}; run the same command again to start over"
+    if not ckpt.exists():
+        return (f"interrupted before the first epoch ended: nothing to resume in {out}; "
+                "run the same command again to start over")
     import pandas as pd
     try: e = int(pd.read_csv(Path(out)/'log.csv').epoch.max())
     except Exception: e = None
-    extra = [a for k, v in given.items() if v not in (None, False, 'auto') for a in (f"--{k.replace('_', '-')}", *([] if v is True else [str(v)]))]
+    extra = [a for k, v in given.items() if v not in (None, False, 'auto')
+             for a in (f"--{k.replace('_', '-')}", *([] if v is True else [str(v)]))]
     cmd = shlex.join(['cloe-train', *([str(data)] if data else []), '--out', str(out), *extra, '--resume'])
-    return f"interrupted; {ckpt} holds {'epoch ' + str(e) if e is not None else 'the last finished epoch'}; continue with: {cmd}"
+    held = 'the last finished epoch' if e is None else f'epoch {e}'
+    return f"interrupted; {ckpt} holds {held}; continue with: {cmd}"
 
 @call_parse(pos=['data'])
 @cli_errors
-def train_cli(data:str=None,               # dataset folder or cloe-prepare cache; omit for the CPU phantom demo
-              out:str='runs/demo',         # run folder (config.json, split.json, log.csv, curves.png, last.pth, best.pth)
-              epochs:int=None,             # training epochs (paper 500; demo 12); may grow on --resume
-              iters_per_epoch:int=None,    # batches per epoch (default 150, as RFNet; demo 24)
-              patch:int=None,              # training patch side (paper 112; demo 48)
-              widths:str=None,             # encoder widths, e.g. 16,32,64,128 (paper; demo 8,16,32,64)
-              bs:int=None,                 # batch size (paper 1; demo 2)
-              lr:float=None,               # learning rate (paper 2e-4; demo 3e-3)
-              lr_step:str=None,            # poly schedule steps: epoch (RFNet, default) or batch
-              seed:int=None,               # random seed (default 0)
-              ablation:str=None,           # full, no_mec, no_rec, no_gating, no_fusion, mean_fusion, early_fusion
-              split:str=None,              # training cases: a file of case ids, brats2020_rfnet, or name:part (default: every labelled case)
-              valid:str=None,              # validation cases: a file of case ids or name:part, e.g. brats2020_rfnet:val
-              valid_fraction:float=None,   # share of the training cases held out for validation when --valid is not given (default 0.2; 0: none)
-              p_full:float=None,           # probability of the full modality set in training (default: uniform)
-              beta:float=None,             # weight of L_con (0 switches it off)
-              optimizer:str=None,          # rfnet (torch Adam as RFNet, default) or fastai
-              score_transform:str=None,    # gate input: log (default), centered, or raw (the paper's)
-              p_corrupt:float=None,        # probability of one corrupted modality per training sample (default 0)
-              workers:int=None,            # loader threads
-              mixed_precision:str=None,    # auto (bf16 on GPU, fp16 on a T4, off on CPU), bf16, fp16 or none
-              checkpointing:bool=False,    # activation checkpointing: a 112³ step in 8.4 instead of 13.9 GB (fp32, CPU-measured), 1.1-1.3x slower
-              layout:str='auto',           # dataset layout: auto, brats, brats2023, msd, csv
-              cache:str=None,              # where to cache a dataset folder (default OUT/cache)
-              spacing:str=None,            # resample a dataset folder to this voxel size: auto (the median) or X,Y,Z mm (default: each case's own grid)
-              skip_bad:bool=False,         # train on the other cases past cases that cannot be prepared (they are listed)
-              resume:bool=False):          # continue the run in OUT from its last.pth
+@config_options(TrainConfig, shown=dict(demo=DEMO))
+def train_cli(data:str=None,        # dataset folder or cloe-prepare cache; omit for the CPU phantom demo
+              out:str='runs/demo',  # run folder (config.json, split.json, log.csv, curves.png, last.pth, best.pth)
+              layout:str='auto',    # dataset layout: auto, brats, brats2023, msd, csv
+              cache:str=None,       # where to cache a dataset folder (default OUT/cache)
+              skip_bad:bool=False,  # train on the other cases past cases that cannot be prepared (they are listed)
+              resume:bool=False,    # continue the run in OUT from its last.pth
+              **options):           # every `TrainConfig` field (`config_options`); None: not given
     "Train CLoE. With no DATA: generate phantom BraTS cases and run the CPU demo."
     t0 = time.time()
+    options = {k: None if v is False else v for k, v in options.items()}   # a flag left out is not given
     try:
         with _one_line_warnings('cloe-train'):
-            learn = train(data, out, resume, layout, cache, skip_bad=skip_bad, epochs=epochs, iters_per_epoch=iters_per_epoch, patch=patch,
-                          widths=widths, bs=bs, lr=lr, lr_step=lr_step, seed=seed, ablation=ablation, split=split, valid=valid,
-                          valid_fraction=valid_fraction, p_full=p_full, beta=beta, workers=workers, optimizer=optimizer,
-                          score_transform=score_transform, p_corrupt=p_corrupt, mixed_precision=mixed_precision,
-                          checkpointing=checkpointing or None, spacing=spacing)
+            learn = train(data, out, resume, layout, cache, skip_bad=skip_bad, **options)
     except KeyboardInterrupt:
-        print(f"cloe-train: {_interrupted(data, out, layout=layout, cache=cache, skip_bad=skip_bad)}", file=sys.stderr); raise SystemExit(130)
-    from fastai.distributed import rank_distrib
+        print(f"cloe-train: {_interrupted(data, out, layout=layout, cache=cache, skip_bad=skip_bad)}", file=sys.stderr)
+        raise SystemExit(130)
+    with quiet_fastai(): from fastai.distributed import rank_distrib
     if rank_distrib(): return
     print(summary(learn, out))
     print(f"wall time: {time.time() - t0:.0f} s")
-

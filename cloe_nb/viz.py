@@ -1,4 +1,4 @@
-"""A case in radiological orientation with its label, the experts side by side with their agreement and the fusion weights, the 15-subset heatmap beside the published one, training curves, and an ipywidgets explorer that re-runs the model for any modality subset.
+"""A case in radiological view, the experts with their agreement and weights, the subset heatmap, curves, an explorer.
 
 Docs: https://cloe-nb.github.io/cloe_nb/viz.html.md"""
 
@@ -21,13 +21,16 @@ from matplotlib.figure import Figure
 from matplotlib.colors import to_rgba
 from matplotlib.patches import Patch
 from matplotlib import colormaps
-from .core import (BRATS_MODALITIES, PROSTATE_MODALITIES, LabelConvention, get_convention, labels_to_classes,
+from .core import (BRATS_MODALITIES, PROSTATE_MODALITIES, LabelConvention, check_classes, get_convention,
+                          labels_to_classes, with_hint,
                           modality_name, parse_subset, subset_name, all_subsets, region_masks)
+from .preprocess import voxel_spacing
 
 # %% ../nbs/40_viz.ipynb #d98f572a
 DISPLAY_AXES = ('L', 'P', 'S')   # voxel axes of the display grid every figure reorients to
 PLANES = {'sagittal': 0, 'coronal': 1, 'axial': 2}   # plane -> the display-grid axis it holds fixed
-_EDGES = {'axial': 'RLAP', 'coronal': 'RLSI', 'sagittal': 'APSI'}   # patient side at the image's left, right, top, bottom
+# patient side at the image's left, right, top, bottom
+_EDGES = {'axial': 'RLAP', 'coronal': 'RLSI', 'sagittal': 'APSI'}
 
 def _np(x)->np.ndarray:
     "A NumPy array from an array or a (possibly CUDA, bf16) tensor."
@@ -35,19 +38,21 @@ def _np(x)->np.ndarray:
 
 def to_display(volume:np.ndarray,         # (..., X, Y, Z): leading axes (modalities, classes) are kept
                affine:np.ndarray|None=None # 4x4 voxel-to-world matrix; None: axes assumed L, P, S (BraTS files)
-              )->tuple:                    # (volume on the L-P-S grid, voxel sizes along L, P, S in mm, the input's axis codes)
+              )->tuple:                    # (volume on the L-P-S grid, voxel sizes along L, P, S in mm, axis codes)
     "Reorient a volume to the L-P-S display grid with nibabel's orientation tools."
     vol = _np(volume)
-    if vol.ndim < 3: raise ValueError(f"volume: expected (..., X, Y, Z) with at least 3 dimensions, got shape {vol.shape}")
+    if vol.ndim < 3: raise ValueError("volume: expected (..., X, Y, Z) with at least 3 dimensions, got shape "
+                                      f"{vol.shape}")
     affine = np.diag([-1., -1., 1., 1.]) if affine is None else np.asarray(affine, dtype=float)
     if affine.shape != (4, 4): raise ValueError(f"affine: expected a 4x4 matrix, got shape {affine.shape}")
-    ornt = nib.orientations.ornt_transform(nib.orientations.io_orientation(affine), nib.orientations.axcodes2ornt(DISPLAY_AXES))
+    ornt = nib.orientations.ornt_transform(nib.orientations.io_orientation(affine),
+                                           nib.orientations.axcodes2ornt(DISPLAY_AXES))
     lead = list(range(vol.ndim - 3))
     spatial_first = np.moveaxis(vol, lead, [a - len(lead) for a in lead]) if lead else vol
     out = nib.orientations.apply_orientation(spatial_first, ornt)
     out = np.moveaxis(out, [a - len(lead) for a in lead], lead) if lead else out
     spacing = np.empty(3)
-    spacing[ornt[:, 0].astype(int)] = nib.affines.voxel_sizes(affine)
+    spacing[ornt[:, 0].astype(int)] = voxel_spacing(affine)
     return out, tuple(float(s) for s in spacing), nib.aff2axcodes(affine)
 
 def plane_slice(volume:np.ndarray,  # (..., X, Y, Z) on the L-P-S display grid
@@ -57,8 +62,10 @@ def plane_slice(volume:np.ndarray,  # (..., X, Y, Z) on the L-P-S display grid
     "A slice of a display-grid volume, transposed and flipped for radiological viewing."
     if plane not in PLANES: raise ValueError(f"plane: expected one of {list(PLANES)}, got {plane!r}")
     axis = volume.ndim - 3 + PLANES[plane]
-    if not 0 <= index < volume.shape[axis]: raise ValueError(f"index: {plane} slice {index} is outside 0..{volume.shape[axis]-1}")
-    sl = np.swapaxes(np.take(volume, index, axis=axis), -1, -2)   # rows: the later axis (P or S), columns: the earlier (L or P)
+    if not 0 <= index < volume.shape[axis]:
+        raise ValueError(f"index: {plane} slice {index} is outside 0..{volume.shape[axis]-1}")
+    # rows: the later axis (P or S), columns: the earlier (L or P)
+    sl = np.swapaxes(np.take(volume, index, axis=axis), -1, -2)
     return sl if plane == 'axial' else sl[..., ::-1, :]           # superior at the top
 
 def _aspect(spacing, plane):
@@ -75,7 +82,8 @@ def class_colours(convention:str|LabelConvention='brats'  # label convention: wh
     "Overlay colour of each class of a convention."
     lc = get_convention(convention)
     cmap = colormaps['tab10']
-    return np.array([(0., 0., 0., 0.)] + [to_rgba(CLASS_COLOURS.get(n, cmap(i))) for i, n in enumerate(lc.class_names[1:])])
+    return np.array([(0., 0., 0., 0.)] + [to_rgba(CLASS_COLOURS.get(n, cmap(i))) for i,
+                                          n in enumerate(lc.class_names[1:])])
 
 def best_slices(classes:np.ndarray|None,  # (X, Y, Z) class indices on the display grid, or None
                 shape:tuple|None=None      # spatial shape, needed when `classes` is None
@@ -99,7 +107,8 @@ def _window(volume):
     lo, hi = np.percentile(v, (0.5, 99.5))
     return float(lo), float(hi if hi > lo else lo + 1)
 
-def _draw_slice(ax, img, window, aspect, plane, classes=None, colours=None, alpha=0.5, title=None, cmap='gray', sides=True):
+def _draw_slice(ax, img, window, aspect, plane, classes=None, colours=None, alpha=0.5, title=None, cmap='gray',
+                sides=True):
     "One panel: a grey slice, optionally a class overlay, the patient sides at the edges."
     if cmap == 'gray':                                  # exact zeros are outside the brain after z-scoring: black
         img, cmap = np.ma.masked_equal(img, 0), colormaps['gray'].with_extremes(bad='black')
@@ -121,7 +130,8 @@ def _draw_weights(ax, weights, avail, modalities):
     names = [modality_name(m) for m in modalities]
     ax.bar(names, weights, color=['tab:blue' if a else 'lightgrey' for a in avail])
     for i, (w, a) in enumerate(zip(weights, avail)):
-        ax.text(i, w + 0.02, f"{w:.2f}" if a else 'missing', ha='center', va='bottom', fontsize=7, rotation=0 if a else 90)
+        ax.text(i, w + 0.02, f"{w:.2f}" if a else 'missing', ha='center', va='bottom', fontsize=7,
+                rotation=0 if a else 90)
     ax.set_ylim(0, 1.1); ax.set_title('fusion weights $w_m$', fontsize=8); ax.tick_params(labelsize=7)
 
 def _legend(fig, convention):
@@ -132,13 +142,14 @@ def _legend(fig, convention):
 def _check_case(image, label, modalities, convention):
     image = _np(image).astype(np.float32, copy=False)   # the cache stores float16
     if image.ndim != 4: raise ValueError(f"image: expected (M, X, Y, Z), got shape {image.shape}")
-    if len(modalities) != image.shape[0]: raise ValueError(f"modalities: {len(modalities)} names {tuple(modalities)} for {image.shape[0]} image channels")
+    if len(modalities) != image.shape[0]: raise ValueError(f"modalities: {len(modalities)} names {tuple(modalities)} "
+                                                           f"for {image.shape[0]} image channels")
     if label is None: return image, None
     label = _np(label).astype(np.int64)
-    if label.shape != image.shape[1:]: raise ValueError(f"label: shape {label.shape} does not match the image's spatial shape {image.shape[1:]}")
-    lc = get_convention(convention)
-    if label.size and (label.min() < 0 or label.max() >= lc.n_classes):
-        raise ValueError(f"label: class indices must lie in 0..{lc.n_classes-1} for {lc.name!r}, found {label.min()}..{label.max()}; map stored labels with labels_to_classes")
+    if label.shape != image.shape[1:]: raise ValueError(f"label: shape {label.shape} does not match the image's "
+                                                        f"spatial shape {image.shape[1:]}")
+    try: check_classes(label, convention, 'label')
+    except ValueError as e: raise with_hint(e, "; map stored labels with labels_to_classes") from None
     return image, label
 
 def _orientation_note(codes, affine):
@@ -153,7 +164,8 @@ def _planes(plane):
 def _indices(index, planes, best):
     if index is None: return {p: best[p] for p in planes}
     if isinstance(index, dict): return {p: int(index.get(p, best[p])) for p in planes}
-    if len(planes) > 1: raise ValueError(f"index: one integer is ambiguous for planes {planes}; pass a dict plane -> index or choose one plane")
+    if len(planes) > 1: raise ValueError(f"index: one integer is ambiguous for planes {planes}; pass a dict plane -> "
+                                         "index or choose one plane")
     return {planes[0]: int(index)}
 
 # %% ../nbs/40_viz.ipynb #6324a74f
@@ -162,7 +174,7 @@ def show_case(image:np.ndarray,                   # (M, X, Y, Z) images, modalit
               modalities:tuple=BRATS_MODALITIES,  # modality tags of the image channels
               convention:str|LabelConvention='brats',  # label convention: class names and colours
               plane:str='all',                    # 'all' or one of 'axial', 'coronal', 'sagittal'
-              index:int|dict|None=None,           # slice index on the L-P-S grid (dict plane -> index for 'all'); None: most tumour
+              index:int|dict|None=None,           # slice on the L-P-S grid ('all': plane -> index); None: most tumour
               affine:np.ndarray|None=None,        # voxel-to-world matrix; None: axes assumed L, P, S (BraTS files)
               alpha:float=0.5,                    # overlay opacity
               title:str|None=None,                # figure title (the orientation note is always added)
@@ -195,8 +207,8 @@ def show_case(image:np.ndarray,                   # (M, X, Y, Z) images, modalit
 # %% ../nbs/40_viz.ipynb #c41e699f
 def expert_agreement(expert_probs:np.ndarray,           # (M, C, *S) class probabilities of each expert
                      avail:np.ndarray|tuple|None=None,  # (M,) availability; None: all experts
-                     reference:np.ndarray|None=None,    # (*S) class indices the experts vote on; None: argmax of their mean
-                     kind:str='vote'                    # 'vote' (share agreeing with the reference) or 'std' (of foreground prob.)
+                     reference:np.ndarray|None=None,    # (*S) classes the experts vote on; None: argmax of their mean
+                     kind:str='vote'                    # 'vote' (share agreeing) or 'std' (of foreground prob.)
                     )->np.ndarray:                      # (*S) agreement map
     "Voxel-wise agreement of the available experts."
     probs = _np(expert_probs)
@@ -207,7 +219,8 @@ def expert_agreement(expert_probs:np.ndarray,           # (M, C, *S) class proba
     p = probs[avail]
     if kind == 'vote':
         ref = p.mean(0).argmax(0) if reference is None else _np(reference).astype(np.int64)
-        if ref.shape != p.shape[2:]: raise ValueError(f"reference: shape {ref.shape}, expected the spatial shape {p.shape[2:]}")
+        if ref.shape != p.shape[2:]: raise ValueError(f"reference: shape {ref.shape}, expected the spatial shape "
+                                                      f"{p.shape[2:]}")
         return (p.argmax(1) == ref[None]).mean(0)
     if kind == 'std': return (1 - p[:, 0]).std(0)
     raise ValueError(f"kind: expected 'vote' or 'std', got {kind!r}")
@@ -226,9 +239,10 @@ def _uncrop(a, box, shape):
     return out
 
 def _from_prediction(res:dict, image_shape:tuple):
-    "Expert probs, fused probs, avail, weights, affine, convention, case id from `predict_case`'s (or `predict_volume`'s) dict."
+    "Expert probs, fused probs, avail, weights, affine, convention, case id from `predict_case` / `predict_volume`."
     pred, meta, rep = (res['pred'], res.get('meta') or {}, res.get('report') or {}) if 'pred' in res else (res, {}, {})
-    if pred.get('expert_probs') is None: raise ValueError("experts: the prediction has no expert maps (its model has no modality experts); show_experts needs a CLoE prediction")
+    if pred.get('expert_probs') is None: raise ValueError("experts: the prediction has no expert maps (its model has "
+                                                          "no modality experts); show_experts needs a CLoE prediction")
     probs, fused, avail = _np(pred['expert_probs']), _np(pred['probs']), _np(pred['avail']).astype(bool)
     w = None
     if rep.get('experts'): w = np.zeros(len(avail)); w[np.flatnonzero(avail)] = [e['weight'] for e in rep['experts']]
@@ -239,33 +253,36 @@ def _from_prediction(res:dict, image_shape:tuple):
 
 def _from_output(out:dict):
     "Expert probs (M, C, *S), fused probs (C, *S), availability (M,), weights (M,) from a model output for one case."
-    if 'expert_logits' not in out: raise ValueError(f"experts: the output dict has no 'expert_logits' (keys {sorted(out)}); expected CLoE's forward output")
+    if 'expert_logits' not in out: raise ValueError("experts: the output dict has no 'expert_logits' (keys "
+                                                    f"{sorted(out)}); expected CLoE's forward output")
     el = _np(out['expert_logits'])
-    if el.ndim < 4 or el.shape[0] != 1: raise ValueError(f"experts: expected expert_logits of shape (1, M, C, *S) for one case, got {el.shape}")
+    if el.ndim < 4 or el.shape[0] != 1: raise ValueError("experts: expected expert_logits of shape (1, M, C, *S) for "
+                                                         f"one case, got {el.shape}")
     logits = out.get('logits')
     return (_softmax(el[0], 1), None if logits is None else _softmax(_np(logits)[0], 0),
             None if out.get('avail') is None else _np(out['avail'])[0].astype(bool),
             None if out.get('fusion_weights') is None else _np(out['fusion_weights'])[0])
 
 def show_experts(image:np.ndarray,                  # (M, X, Y, Z) images, modalities in tensor order
-                 experts:np.ndarray|dict,           # (M, C, X, Y, Z) expert probabilities, the model's output dict for one case, or `predict_case`'s / `predict_volume`'s dict
+                 experts:np.ndarray|dict,           # (M, C, X, Y, Z) expert probs, or a model / `predict_case` output
                  avail:tuple|np.ndarray|None=None,  # (M,) availability; None: from the output dict, else all
-                 fusion_weights:np.ndarray|None=None, # (M,) fusion weights; None: from the output dict (no bars without)
+                 fusion_weights:np.ndarray|None=None, # (M,) fusion weights; None: from the output dict (else no bars)
                  fused:np.ndarray|None=None,        # (C, X, Y, Z) fused probabilities; None: from the output dict
                  label:np.ndarray|None=None,        # (X, Y, Z) class indices, or None
                  modalities:tuple=BRATS_MODALITIES, # modality tags of the image channels
-                 convention:str|LabelConvention|None=None,  # label convention: class names and colours; None: the prediction's, else 'brats'
+                 convention:str|LabelConvention|None=None,  # class names, colours; None: the prediction's or 'brats'
                  plane:str='axial',                 # 'axial', 'coronal' or 'sagittal'
-                 index:int|None=None,               # slice index on the L-P-S grid; None: most foreground (fused, else label)
-                 affine:np.ndarray|None=None,       # voxel-to-world matrix; None: the prediction's, else axes assumed L, P, S
+                 index:int|None=None,               # slice on the L-P-S grid; None: most foreground (fused or label)
+                 affine:np.ndarray|None=None,       # voxel-to-world matrix; None: the prediction's, else L, P, S axes
                  agreement:str='vote',              # agreement map: 'vote' or 'std' (see `expert_agreement`)
                  panels:tuple=EXPERT_PANELS,        # which panels to draw, in this order
                  alpha:float=0.5,                   # overlay opacity
-                 title:str|None=None,               # figure title (the orientation note is always added)
+                 *, title:str|None=None,            # figure title (the orientation note is always added); keyword-only
                  size:float=1.8                     # panel side, inches
                 )->Figure:
     "The available experts' predictions side by side, their agreement map and the fusion weights."
-    if isinstance(experts, dict) and ('pred' in experts or 'expert_probs' in experts):   # predict_case / predict_volume
+    # predict_case / predict_volume
+    if isinstance(experts, dict) and ('pred' in experts or 'expert_probs' in experts):
         probs, f, a, w, aff, conv, case_id = _from_prediction(experts, np.shape(image)[1:])
         fused = f if fused is None else fused
         avail = a if avail is None else avail
@@ -283,15 +300,18 @@ def show_experts(image:np.ndarray,                  # (M, X, Y, Z) images, modal
     image, label = _check_case(image, label, modalities, convention)
     lc = get_convention(convention)
     if probs.shape[:2] != (len(modalities), lc.n_classes) or probs.shape[2:] != image.shape[1:]:
-        raise ValueError(f"experts: expected probabilities of shape {(len(modalities), lc.n_classes, *image.shape[1:])} (M, C, *S), got {probs.shape}")
+        raise ValueError("experts: expected probabilities of shape "
+                         f"{(len(modalities), lc.n_classes, *image.shape[1:])} (M, C, *S), got {probs.shape}")
     avail = np.ones(len(modalities), bool) if avail is None else np.asarray(_np(avail), bool).reshape(-1)
-    if len(avail) != len(modalities) or not avail.any(): raise ValueError(f"avail: expected {len(modalities)} entries with at least one True, got {avail.tolist()}")
+    if len(avail) != len(modalities) or not avail.any():
+        raise ValueError(f"avail: expected {len(modalities)} entries with at least one True, got {avail.tolist()}")
     bad = [p for p in panels if p not in EXPERT_PANELS]
     if bad: raise ValueError(f"panels: unknown {bad}; expected names from {EXPERT_PANELS}")
     fused_cls = None if fused is None else _np(fused).argmax(0)
     agree = expert_agreement(probs, avail, fused_cls, agreement)
     disp, spacing, codes = to_display(image, affine)
-    maps = {k: to_display(v, affine)[0] for k, v in dict(experts=probs.argmax(1), fused=fused_cls, label=label, agreement=agree).items() if v is not None}
+    maps = {k: to_display(v, affine)[0] for k,
+            v in dict(experts=probs.argmax(1), fused=fused_cls, label=label, agreement=agree).items() if v is not None}
     if index is None: index = best_slices(maps.get('fused', maps.get('label')), disp.shape[1:])[plane]
     asp, sl = _aspect(spacing, plane), (lambda v: plane_slice(v, plane, index))
     show = [p for p in panels if p != 'label' or label is not None]
@@ -313,22 +333,28 @@ def show_experts(image:np.ndarray,                  # (M, X, Y, Z) images, modal
         if p == 'experts':
             for m, tag in enumerate(modalities):
                 ax = next(axes)
-                if avail[m]: _draw_slice(ax, base[m], windows[m], asp, plane, sl(maps['experts'])[m], colours, alpha, f"{modality_name(tag)} expert")
+                if avail[m]:
+                    _draw_slice(ax, base[m], windows[m], asp, plane, sl(maps['experts'])[m], colours, alpha,
+                                f"{modality_name(tag)} expert")
                 else:
-                    _draw_slice(ax, np.zeros_like(base[m]), (0, 1), asp, plane, title=f"{modality_name(tag)} expert", sides=False)
-                    ax.text(0.5, 0.5, 'missing', transform=ax.transAxes, ha='center', va='center', color='w', fontsize=9)
+                    _draw_slice(ax, np.zeros_like(base[m]), (0, 1), asp, plane, title=f"{modality_name(tag)} expert",
+                                sides=False)
+                    ax.text(0.5, 0.5, 'missing', transform=ax.transAxes, ha='center', va='center', color='w',
+                            fontsize=9)
         elif p in ('fused', 'label'):
             _draw_slice(next(axes), base[first], windows[first], asp, plane, sl(maps[p]), colours, alpha,
                         'fused prediction' if p == 'fused' else 'label')
         elif p == 'agreement':
             ax = next(axes)
             rng, cm, name = ((0, 1), 'RdYlGn', 'vote') if agreement == 'vote' else ((0, 0.5), 'magma', 'std')
-            im = _draw_slice(ax, sl(maps['agreement']), rng, asp, plane, title=f"agreement ({name})", cmap=cm, sides=False)
+            im = _draw_slice(ax, sl(maps['agreement']), rng, asp, plane, title=f"agreement ({name})", cmap=cm,
+                             sides=False)
             fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02).ax.tick_params(labelsize=6)
         else: _draw_weights(next(axes), _np(fusion_weights).reshape(-1), avail, modalities)
     _legend(fig, convention)
     head = f"{title}: " if title else ''
-    fig.suptitle(f"{head}subset {subset_name(tuple(avail.tolist()), modalities)}, {plane} slice {index}\n" + _orientation_note(codes, affine), fontsize=8)
+    subset = subset_name(tuple(avail.tolist()), modalities)
+    fig.suptitle(f"{head}subset {subset}, {plane} slice {index}\n" + _orientation_note(codes, affine), fontsize=8)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
 
@@ -350,8 +376,8 @@ def _as_published(published):
     from cloe_nb.metrics import published_table   # earlier module; imported lazily to keep this one light
     return published_table(published)
 
-def subset_heatmap(table:pd.DataFrame,                # rows: regions; columns: subsets (+ 'Avg'), e.g. from `subset_table`
-                   published:pd.DataFrame|str|None=None,  # the same layout (or a method of `published_table`) drawn beside ours
+def subset_heatmap(table:pd.DataFrame,                # rows: regions; columns: subsets (+ 'Avg'), as `subset_table`
+                   published:pd.DataFrame|str|None=None,  # same layout (or a `published_table` method), beside ours
                    title:str='Dice (%) per modality subset',  # figure title
                    labels:tuple=('ours', 'published'),  # panel titles
                    cmap:str='viridis',                # colour map (shared by both panels)
@@ -359,7 +385,8 @@ def subset_heatmap(table:pd.DataFrame,                # rows: regions; columns: 
                    size:float=0.32                    # cell height, inches
                   )->Figure:
     "The subset x region table as an annotated heatmap, ours beside the published one."
-    if not isinstance(table, pd.DataFrame) or table.empty: raise ValueError(f"table: expected a non-empty DataFrame (regions x subsets), got {type(table).__name__}")
+    if not isinstance(table, pd.DataFrame) or table.empty:
+        raise ValueError(f"table: expected a non-empty DataFrame (regions x subsets), got {type(table).__name__}")
     cols = paper_order(table.columns)
     tables = [table[cols].astype(float)]
     published = _as_published(published)
@@ -375,7 +402,8 @@ def subset_heatmap(table:pd.DataFrame,                # rows: regions; columns: 
         im = ax.imshow(np.ma.masked_invalid(data), cmap=cm, vmin=vmin, vmax=vmax, aspect='auto')
         for (i, j), v in np.ndenumerate(data):
             dark = np.isfinite(v) and (v - vmin) / (vmax - vmin + 1e-12) < 0.5
-            ax.text(j, i, '–' if not np.isfinite(v) else f"{v:.{decimals}f}", ha='center', va='center', fontsize=7, color='w' if dark else 'k')
+            ax.text(j, i, '–' if not np.isfinite(v) else f"{v:.{decimals}f}", ha='center', va='center', fontsize=7,
+                    color='w' if dark else 'k')
         ax.set_xticks(range(len(t.index)), list(t.index), fontsize=8); ax.xaxis.tick_top()
         ax.set_yticks(range(len(cols)), cols, fontsize=7)
         if 'Avg' in cols: ax.axhline(cols.index('Avg') - 0.5, color='w', lw=2)
@@ -389,11 +417,13 @@ def show_curves(run_dir:str|Path,       # a run folder with log.csv (written by 
                 fname:str|None='curves.png'  # also (re)write this PNG in the run folder (None: don't)
                )->Figure:
     "Training curves of a run folder, drawn by `cloe_nb.learner.plot_curves`."
-    from cloe_nb.learner import plot_curves       # the one implementation of the curves (fastai is heavy: imported lazily)
+    from cloe_nb.learner import plot_curves       # the one implementation (fastai is heavy: imported lazily)
     run_dir = Path(run_dir)
-    if not run_dir.is_dir(): raise FileNotFoundError(f"run_dir: {run_dir} is not a folder; expected a run folder written by cloe_learner")
+    if not run_dir.is_dir(): raise FileNotFoundError(f"run_dir: {run_dir} is not a folder; expected a run folder "
+                                                     "written by cloe_learner")
     fig = plot_curves(run_dir, fname)
-    if fig is None: raise FileNotFoundError(f"run_dir: no log.csv in {run_dir}; expected a run folder with at least one finished epoch")
+    if fig is None: raise FileNotFoundError(f"run_dir: no log.csv in {run_dir}; expected a run folder with at least "
+                                            "one finished epoch")
     return fig
 
 # %% ../nbs/40_viz.ipynb #639bc96f
@@ -403,13 +433,15 @@ def view_prediction(model:nn.Module,  # a CLoE model called as model(x, avail)
                  modalities:tuple=BRATS_MODALITIES,  # modality tags of the image channels
                  convention:str|LabelConvention='brats',  # label convention
                  roi:int|tuple=112         # sliding-window size (the training patch); smaller volumes are one window
-                )->dict:                   # fused (C, *S) and expert (M, C, *S) probabilities, fusion_weights (M,), avail (M,)
-    "The model's prediction of one case for a modality subset, with the case-level fusion weights of `cloe-predict`'s report."
+                )->dict:                   # fused (C, *S), experts (M, C, *S) probabilities, fusion_weights, avail
+    "The model's prediction of one case for a modality subset, with the case's fusion weights as `cloe-predict` has."
     from cloe_nb.inference import predict_volume, reliability_report   # later module: imported when the explorer runs
     avail = np.asarray(_np(avail), bool).reshape(-1)
-    if len(avail) != len(modalities) or not avail.any(): raise ValueError(f"avail: expected {len(modalities)} entries with at least one True, got {avail.tolist()}")
+    if len(avail) != len(modalities) or not avail.any():
+        raise ValueError(f"avail: expected {len(modalities)} entries with at least one True, got {avail.tolist()}")
     pred = predict_volume(model, image, avail, roi=roi)
-    if pred['expert_probs'] is None: raise ValueError(f"model: {model.__class__.__name__} has no modality experts; the explorer needs a CLoE model")
+    if pred['expert_probs'] is None: raise ValueError(f"model: {model.__class__.__name__} has no modality experts; "
+                                                      "the explorer needs a CLoE model")
     report = reliability_report(model, pred, modalities=modalities, convention=convention)
     names, weights = [modality_name(m) for m in modalities], np.zeros(len(modalities))
     for e in report['experts']: weights[names.index(e['modality'])] = e['weight']
@@ -438,7 +470,8 @@ class Explorer:
                  alpha:float=0.5,                  # initial overlay opacity
                  roi:int|tuple=112):               # sliding-window size of the predictions (the training patch)
         self.image, self.label = _check_case(image, label, modalities, convention)
-        self.model, self.modalities, self.convention, self.affine, self.roi = model, tuple(modalities), convention, affine, roi
+        self.model, self.modalities, self.convention = model, tuple(modalities), convention
+        self.affine, self.roi = affine, roi
         if plane not in PLANES: raise ValueError(f"plane: expected one of {list(PLANES)}, got {plane!r}")
         self.state = dict(plane=plane, mask=(True,) * len(modalities), alpha=alpha, experts=False)
         self._cache, self.fig, self.controls = {}, None, None
@@ -451,18 +484,22 @@ class Explorer:
     def predict(self, mask:tuple)->dict:
         "The model's prediction with the subset `mask` (cached)."
         mask = tuple(bool(m) for m in mask)
-        if mask not in self._cache: self._cache[mask] = view_prediction(self.model, self.image, mask, self.modalities, self.convention, self.roi)
+        if mask not in self._cache:
+            self._cache[mask] = view_prediction(self.model, self.image, mask, self.modalities, self.convention,
+                                                self.roi)
         return self._cache[mask]
 
     def figure(self, **changes)->Figure:
         "The figure for the current settings, after applying `changes` (plane, index, mask, alpha, experts)."
         bad = [k for k in changes if k not in self.state]
         if bad: raise ValueError(f"changes: unknown settings {bad}; expected some of {list(self.state)}")
-        if 'plane' in changes and 'index' not in changes and changes['plane'] != self.state['plane']: changes['index'] = self.best[changes['plane']]
+        if 'plane' in changes and 'index' not in changes and changes['plane'] != self.state['plane']:
+            changes['index'] = self.best[changes['plane']]
         self.state.update(changes)
         s, p = self.state, self.predict(self.state['mask'])
         panels = EXPERT_PANELS if s['experts'] else ('fused', 'label', 'weights')
-        self.fig = show_experts(self.image, p['experts'], p['avail'], p['fusion_weights'], p['fused'], self.label, self.modalities,
+        self.fig = show_experts(self.image, p['experts'], p['avail'], p['fusion_weights'], p['fused'], self.label,
+                                self.modalities,
                                 self.convention, s['plane'], s['index'], self.affine, panels=panels, alpha=s['alpha'])
         self.state['weights'] = p['fusion_weights']
         return self.fig
@@ -479,7 +516,8 @@ class Explorer:
         alpha = W.FloatSlider(s['alpha'], min=0., max=1., step=0.05, description='opacity', continuous_update=False)
         experts = W.Checkbox(s['experts'], description='experts')
         msg, out = W.Label(''), W.Output()
-        self.controls = dict(plane=plane, index=index, modalities=mods, alpha=alpha, experts=experts, message=msg, output=out)
+        self.controls = dict(plane=plane, index=index, modalities=mods, alpha=alpha, experts=experts, message=msg,
+                             output=out)
         busy = []
         def update(change=None):
             if busy: return
@@ -493,28 +531,27 @@ class Explorer:
                 msg.value = f"subset {subset_name(mask, self.modalities)}"
                 if change is not None and change.owner is plane:
                     index.max = self.shape[plane.value] - 1; index.value = self.best[plane.value]
-                fig = self.figure(plane=plane.value, index=index.value, mask=mask, alpha=alpha.value, experts=experts.value)
+                fig = self.figure(plane=plane.value, index=index.value, mask=mask, alpha=alpha.value,
+                                  experts=experts.value)
                 if _widget_frontend():                      # without a kernel, Output would print terminal codes
                     with out:
                         out.clear_output(wait=True); display(fig)
             finally: busy.clear()
         for w in [plane, index, alpha, experts, *mods]: w.observe(update, names='value')
         update()
-        return W.VBox([W.HBox([plane, experts]), W.HBox([W.Label('modalities'), *mods, msg]), W.HBox([index, alpha]), out])
+        return W.VBox([W.HBox([plane, experts]), W.HBox([W.Label('modalities'), *mods, msg]), W.HBox([index, alpha]),
+                       out])
 
-def explore(model:nn.Module,          # a CLoE model called as model(x, avail)
-            image:np.ndarray,                 # (M, X, Y, Z) z-scored images of one case
-            label:np.ndarray|None=None,       # (X, Y, Z) class indices, or None
-            modalities:tuple=BRATS_MODALITIES,  # modality tags of the image channels
-            convention:str|LabelConvention='brats',  # label convention
-            affine:np.ndarray|None=None,      # voxel-to-world matrix; None: axes assumed L, P, S
-            interactive:bool|None=None,       # None: widgets when a frontend exists; False: the static figure
-            **kwargs                          # further `Explorer` arguments (plane, alpha, roi)
-           )->Widget|Figure:     # the widget box, or the static figure without a frontend
+def explore(*args,                        # `Explorer`'s arguments: model, image, label, modalities, convention, affine
+            interactive:bool|None=None,   # None: widgets when a frontend exists; False: the static figure
+            **kwargs                      # `Explorer`'s arguments by name (label ..., plane, alpha, roi)
+           )->Widget|Figure:              # the widget box, or the static figure without a frontend
     "Explore a case interactively: plane, slice, modality subset (re-running the model), overlay opacity."
     if interactive is None: interactive = _widget_frontend()
     if interactive:
         try: import ipywidgets  # noqa: F401
-        except ImportError as e: raise ImportError("interactive=True needs ipywidgets (pip install ipywidgets); pass interactive=None for the static figure") from e
-    ex = Explorer(model, image, label, modalities, convention, affine, **kwargs)
+        except ImportError as e:
+            raise ImportError("interactive=True needs ipywidgets (pip install ipywidgets); "
+                              "pass interactive=None for the static figure") from e
+    ex = Explorer(*args, **kwargs)
     return ex.widget() if interactive else ex.figure()

@@ -63,8 +63,9 @@ def _notebook_bars():
 
 def _final_bars(outputs:list)->list:
     "Jupyter updates a progress display in place; execnb appends every update: keep only what Jupyter would show at the end."
-    bar = lambda o: '<progress ' in ''.join(o.get('data', {}).get('text/html', ''))
-    return [o for o in outputs if not bar(o)]
+    html = lambda o: ''.join(o.get('data', {}).get('text/html', '')) if o.get('output_type') == 'display_data' else None
+    gone = lambda h: h is not None and ('<progress ' in h or not h.strip())   # a bar, or a bar cleared when it ended
+    return [o for o in outputs if not gone(html(o))]
 
 @call_parse
 def main(cmd:str,  # py2nb | nb2py | run
