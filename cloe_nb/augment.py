@@ -23,7 +23,7 @@ from monai.transforms import (Compose, RandSpatialCropd, RandCropByPosNegLabeld,
                               RandFlipd, RandScaleIntensityd, RandShiftIntensityd)
 from monai.data import get_track_meta, set_track_meta
 from fasttransform import ItemTransform
-from .core import BRATS_MODALITIES, PROSTATE_MODALITIES, get_convention, modality_name, quiet_fastai
+from .core import check_choice, default_modalities, get_convention, modality_name, quiet_fastai
 with quiet_fastai():
     from fastai.data.core import DataLoaders, TfmdDL
     from fastai.torch_core import TensorBase
@@ -178,7 +178,7 @@ def corrupt_modality(x:Tensor,                   # (*spatial) one modality of on
                      generator:torch.Generator|None=None  # RNG; None: torch's global one
                     )->Tensor:                   # a corrupted copy of x, same shape and dtype
     "A corrupted copy of one modality: Gaussian noise in the brain, a left-right flip, or a strong bias field."
-    if kind not in CORRUPTIONS: raise ValueError(f"corruption: expected one of {CORRUPTIONS}, got {kind!r}")
+    check_choice(kind, CORRUPTIONS, 'corruption')
     if x.ndim != 3: raise ValueError(f"x: expected one modality volume (D, H, W), got shape {tuple(x.shape)}")
     if kind == 'flip': return x.flip(0)
     strength = _STRENGTH[kind] if strength is None else strength
@@ -307,14 +307,13 @@ def _axes(ctxs, rows, cols, figsize):
 def _tags(x, M):
     tags = getattr(x, 'modalities', None)
     if tags: return tuple(tags)
-    return BRATS_MODALITIES if M == 4 else PROSTATE_MODALITIES if M == 2 else tuple(f'm{i}' for i in range(M))
+    return default_modalities(M)
 
 def _layout(x, y, samples, max_n, ctxs, figsize, cols=None)->tuple:
     "(rows, modality tags, convention, axes, class colours) of a batch figure; `cols` None: modalities + label."
     n, tags = min(len(samples), max_n), _tags(x, x.shape[1])
     lc = get_convention(getattr(y, 'convention', None) or 'brats')
     return n, tags, lc, _axes(ctxs, n, cols or len(tags) + 1, figsize), _class_colours(lc.n_classes)
-
 
 # %% ../nbs/04_augment.ipynb #65d178e0
 @dispatch

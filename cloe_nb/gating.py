@@ -10,6 +10,7 @@ __all__ = ['SCORE_TRANSFORMS', 'masked_softmax', 'check_score_transform', 'condi
 # %% ../nbs/12_gating.ipynb #de11dd61
 import torch
 from torch import nn, Tensor
+from .core import check_choice
 
 # %% ../nbs/12_gating.ipynb #9e13b437
 def masked_softmax(logits:Tensor,  # (B, M) reliability logits
@@ -25,9 +26,7 @@ SCORE_TRANSFORMS = ('raw', 'centered', 'log')
 def check_score_transform(name:str  # a gate-input name
                          )->str:    # the name, if it is one of SCORE_TRANSFORMS
     "The one check of a `score_transform` argument, shared by the gate, the model and the training options."
-    if name not in SCORE_TRANSFORMS:
-        raise ValueError(f"score_transform: expected one of {SCORE_TRANSFORMS}, got {name!r}")
-    return name
+    return check_choice(name, SCORE_TRANSFORMS, 'score_transform')
 
 def condition_scores(s:Tensor,              # (B, M) agreement scores (Eq. 6), 0 where missing
                      avail:Tensor,          # (B, M) bool, which experts are available

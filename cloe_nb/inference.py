@@ -20,7 +20,8 @@ from torch import Tensor
 import nibabel as nib
 from monai.inferers import sliding_window_inference
 from fastcore.script import call_parse, store_true
-from .core import (atomic_write, demo_run, writable_dir, save_json, BRATS_MODALITIES, PROSTATE_MODALITIES,
+from .core import (atomic_write, demo_run, default_modalities, writable_dir, save_json, BRATS_MODALITIES,
+                          PROSTATE_MODALITIES,
                           all_subsets, subset_name, modality_name, parse_subset, get_convention, classes_to_labels,
                           region_masks, check_choice, cli_errors, with_hint)
 from .consistency import expert_scores
@@ -245,8 +246,7 @@ def predict_subsets(model:torch.nn.Module,   # CLoE (or a baseline) called as mo
     "Whole-volume prediction for many modality subsets, sharing each window's encoder and expert work across subsets."
     M = model.n_modalities
     if modalities is None:
-        modalities = BRATS_MODALITIES if M == 4 else PROSTATE_MODALITIES if M == 2 else tuple(f'm{i}'
-                                                                                              for i in range(M))
+        modalities = default_modalities(M)
     if subsets is None: subsets = all_subsets(modalities)
     masks = [parse_subset(s, modalities) for s in subsets]
     if not masks: raise ValueError("subsets: empty list; expected at least one availability mask")
@@ -460,7 +460,7 @@ def load_run(run_or_checkpoint:str|Path,  # a run folder or a .pth checkpoint
     cfg = run_config(run)
     pick = lambda k: ckpt.get(k, cfg.get(k))
     M = int(ckpt['model_config'].get('n_modalities', 4))
-    mods = pick('modalities') or {4: BRATS_MODALITIES, 2: PROSTATE_MODALITIES}.get(M)
+    mods = pick('modalities') or default_modalities(M, generic=False)
     if mods is None: raise ValueError(f"checkpoint {p}: {M} modalities and no 'modalities' entry; expected 4 (BraTS) "
                                       "or 2 (prostate) or a recorded list")
     mods = tuple(mods)

@@ -22,7 +22,8 @@ from torch import Tensor
 from fastcore.basics import patch, store_attr
 from fastcore.foundation import L
 from matplotlib.figure import Figure
-from .core import (all_subsets, atomic_write, get_convention, parse_subset, quiet_fastai, subset_name, writable_dir,
+from .core import (all_subsets, atomic_write, check_choice, get_convention, parse_subset, quiet_fastai,
+                          subset_name, writable_dir,
                           BRATS_MODALITIES, PROSTATE_MODALITIES)
 with quiet_fastai():
     from fastai.learner import Learner, Metric
@@ -410,10 +411,9 @@ OPTIMIZERS = ('rfnet', 'fastai')
 def optimizer_func(name:str='rfnet'  # 'rfnet' (torch Adam as RFNet's) or 'fastai' (its Adam, no L2 on norms/biases)
                   )->callable:       # a fastai `opt_func`
     "The optimiser constructor for the `Learner`: RFNet's torch Adam inside fastai's `OptimWrapper`, or fastai's Adam."
-    if name == 'rfnet':
+    if check_choice(name, OPTIMIZERS, 'optimizer') == 'rfnet':
         return partial(OptimWrapper, opt=partial(torch.optim.Adam, betas=(0.9, 0.999), eps=1e-8, amsgrad=True))
-    if name == 'fastai': return partial(Adam, decouple_wd=False)
-    raise ValueError(f"optimizer: expected one of {OPTIMIZERS}, got {name!r}")
+    return partial(Adam, decouple_wd=False)
 
 # %% ../nbs/20_learner.ipynb #abb174b0
 def cloe_learner(dls,                           # fastai DataLoaders yielding (image (B,M,*S),) and (label (B,1,*S),)
@@ -453,7 +453,7 @@ def cloe_learner(dls,                           # fastai DataLoaders yielding (i
     cfg = model_config(model)
     loss = CLoELoss(n_classes=lc.n_classes, foreground_classes=lc.region_classes[lc.foreground], ablation=model.config,
                     **(loss_kwargs or {}))
-    if lr_step not in LR_STEPS: raise ValueError(f"lr_step: expected one of {LR_STEPS}, got {lr_step!r}")
+    check_choice(lr_step, LR_STEPS, 'lr_step')
     callbacks = [ModalitySubsets(modalities, p_full, rotate_valid, p_corrupt), FusedLogits(),
                  StopOnNaN(max_loss_ratio), RunEpochs()]
     if clip: callbacks.append(GradientClip(clip))
@@ -486,7 +486,7 @@ class PolyLR(Callback):
                  total_epochs:int,       # length of the whole run E
                  power:float=0.9,        # polynomial power
                  step:str='epoch'):      # 'epoch': one rate per epoch (RFNet); 'batch': updated every batch
-        if step not in LR_STEPS: raise ValueError(f"lr_step: expected one of {LR_STEPS}, got {step!r}")
+        check_choice(step, LR_STEPS, 'lr_step')
         store_attr(); self.sched = poly_schedule(lr, power)
     def before_batch(self):
         if not self.training: return

@@ -16,6 +16,7 @@ from .blocks import Encoder, Decoder, RegionHead, n_params
 from .consistency import expert_scores
 from .contrastive import ContrastiveHead
 from .gating import GatingNetwork, masked_softmax, fuse, condition_scores, check_score_transform
+from .core import check_choice
 
 # %% ../nbs/14_model.ipynb #2a692850
 _WEIGHTS = ('gate', 'score_sum', 'mean')
@@ -29,7 +30,7 @@ class Ablation:
     weights:str='gate'     # 'gate' (MLP, Eq. 7), 'score_sum' (softmax of the summed scores), 'mean' (plain mean)
     experts:bool=True      # the model has modality experts (False: early fusion, no L_ECL)
     def __post_init__(self):
-        if self.weights not in _WEIGHTS: raise ValueError(f"weights: expected one of {_WEIGHTS}, got {self.weights!r}")
+        check_choice(self.weights, _WEIGHTS, 'weights')
         if self.weights != 'mean' and not (self.mec or self.rec):
             raise ValueError(f"weights={self.weights!r} needs at least one of mec, rec")
     @property

@@ -18,7 +18,7 @@ import torch
 from fastcore.script import call_parse
 from fastcore.basics import noop
 from fastcore.docments import docments
-from .core import cli_errors, quiet_fastai, save_json, writable_dir
+from .core import check_choice, cli_errors, quiet_fastai, save_json, writable_dir
 from .datasets import find_cases, held_out, load_split, kfold_split, read_id_file
 from .preprocess import (is_cache, load_cache, prepare_dataset, check_cache, stale_entries, unlabelled_ids,
                                 CacheWarning, dataset_spacing, parse_spacing, voxel_spacing)
@@ -123,7 +123,7 @@ def resolve_config(demo:bool=False,          # phantom demo: start from `DEMO` o
     _positive(cfg, ('wd', 'lam', 'alpha', 'beta', 'fg_ratio'), strict=False)
     if not 0 <= cfg.valid_fraction < 1:
         raise ValueError(f"valid-fraction: expected a share in [0, 1), got {cfg.valid_fraction}")
-    if cfg.lr_step not in LR_STEPS: raise ValueError(f"lr-step: expected one of {LR_STEPS}, got {cfg.lr_step!r}")
+    check_choice(cfg.lr_step, LR_STEPS, 'lr-step')
     if cfg.workers is not None and cfg.workers < 0:
         raise ValueError(f"workers: expected 0 or more loader threads, got {cfg.workers}")
     parse_spacing(cfg.spacing)   # a bad --spacing fails now

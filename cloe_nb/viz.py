@@ -21,7 +21,8 @@ from matplotlib.figure import Figure
 from matplotlib.colors import to_rgba
 from matplotlib.patches import Patch
 from matplotlib import colormaps
-from .core import (BRATS_MODALITIES, PROSTATE_MODALITIES, LabelConvention, check_classes, get_convention,
+from .core import (BRATS_MODALITIES, PROSTATE_MODALITIES, LabelConvention, check_choice, check_classes,
+                          get_convention,
                           labels_to_classes, with_hint,
                           modality_name, parse_subset, subset_name, all_subsets, region_masks)
 from .preprocess import voxel_spacing
@@ -60,7 +61,7 @@ def plane_slice(volume:np.ndarray,  # (..., X, Y, Z) on the L-P-S display grid
                 index:int           # slice index along the plane's fixed axis
                )->np.ndarray:       # (..., rows, cols) in radiological view, row 0 at the top
     "A slice of a display-grid volume, transposed and flipped for radiological viewing."
-    if plane not in PLANES: raise ValueError(f"plane: expected one of {list(PLANES)}, got {plane!r}")
+    check_choice(plane, tuple(PLANES), 'plane')
     axis = volume.ndim - 3 + PLANES[plane]
     if not 0 <= index < volume.shape[axis]:
         raise ValueError(f"index: {plane} slice {index} is outside 0..{volume.shape[axis]-1}")
@@ -472,7 +473,7 @@ class Explorer:
         self.image, self.label = _check_case(image, label, modalities, convention)
         self.model, self.modalities, self.convention = model, tuple(modalities), convention
         self.affine, self.roi = affine, roi
-        if plane not in PLANES: raise ValueError(f"plane: expected one of {list(PLANES)}, got {plane!r}")
+        check_choice(plane, tuple(PLANES), 'plane')
         self.state = dict(plane=plane, mask=(True,) * len(modalities), alpha=alpha, experts=False)
         self._cache, self.fig, self.controls = {}, None, None
         shape = to_display(self.image[0], affine)[0].shape
