@@ -143,6 +143,7 @@ def main(out:str='bench/results/science',  # results folder (records.jsonl, tabl
             records.append(rec)
             with open(rec_path, 'a') as f: f.write(json.dumps(rec) + '\n')
             print(f"{name} seed {seed}: {time.time() - t0:.0f} s, {json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in rec.items()})}", flush=True)
+    if not records: raise SystemExit(f"science: no records in {rec_path}; run without --table-only first")
     t = table(records)
     from cloe_nb.metrics import table_to_markdown
     text = head + table_to_markdown(t) + legend

@@ -25,7 +25,7 @@ from .core import (atomic_write, demo_run, default_modalities, writable_dir, sav
                           all_subsets, subset_name, modality_name, parse_subset, get_convention, classes_to_labels,
                           region_masks, check_choice, cli_errors, with_hint)
 from .consistency import expert_scores
-from .datasets import Case, find_cases, read_case
+from .datasets import BRATS_FILE_TAGS, BRATS2023_FILE_TAGS, Case, find_cases, read_case
 from .preprocess import as_float16, prepare_arrays, restore_nifti, restore_probs
 from .learner import load_checkpoint, model_from_checkpoint, save_checkpoint, model_config
 
@@ -393,11 +393,11 @@ def predict_case(model:torch.nn.Module,  # the model
                 pred=pred)
 
 # %% ../nbs/30_inference.ipynb #7f11ccbe
-_SUFFIX_TAGS = dict(flair='flair', t1ce='t1ce', t1='t1', t2='t2', t2f='flair', t1c='t1ce', t1n='t1', t2w='t2',
-                    adc='adc')
+_SUFFIX_TAGS = {k: v for d in (BRATS_FILE_TAGS, BRATS2023_FILE_TAGS) for k, v in d.items() if v != 'seg'}
+_SUFFIX_TAGS['adc'] = 'adc'   # MSD prostate
 _SUFFIX_RE = re.compile(r'^(?P<case>.+?)(?P<sep>[_-])(?P<tag>' + '|'.join(sorted(_SUFFIX_TAGS, key=len, reverse=True))
                         + r')$', re.I)
-_BRATS2023_TAGS = ('t2f', 't1c', 't1n', 't2w')   # `-t2f` ...: BraTS 2023 naming (labels 0, 1, 2, 3)
+_BRATS2023_TAGS = tuple(k for k, v in BRATS2023_FILE_TAGS.items() if v != 'seg')   # BraTS 2023 naming (labels 0-3)
 
 def _from_name(stem:str)->tuple|None:
     "(case id, modality tag, BraTS 2023 naming?) read from a file name without .nii(.gz); None: no known suffix."

@@ -36,7 +36,7 @@ with quiet_fastai(): from fastai.torch_core import set_seed
 class TrainConfig:
     "Everything that defines a training run (saved as the run's config.json); each field is a cloe-train option."
     epochs:int = 500                  # training epochs (paper: 500); may grow on --resume
-    iters_per_epoch:int|None = 150    # batches per epoch (RFNet's train.py: 150); None: one patch per training case
+    iters_per_epoch:int|None = 150    # batches per epoch (RFNet's train.py: 150); None (Python): one patch per case
     patch:int = 112                   # cubic training patch side (paper: 112)
     widths:tuple = (16, 32, 64, 128)  # encoder/decoder widths, shallow to deep (RFNet's), e.g. 16,32,64,128
     bs:int = 1                        # batch size (paper: 1)
