@@ -14,6 +14,7 @@ by construction (the fused features differ per subset), so it bounds the speed-u
 import statistics, time
 import torch
 from fastcore.script import call_parse
+from train_step import machine   # the machine line of every bench printout (bench/ is on the path)
 from cloe_nb.core import all_subsets
 from cloe_nb.model import build_model
 from cloe_nb.inference import predict_volume, predict_subsets, window_count
@@ -60,10 +61,8 @@ def main(grid:str='4,8,16,32:96:64;4,8,16,32:64:64;16,32,64,128:64:64',  # cases
          contrastive:bool=False):  # build the model with the L_con head, as training does (inference never runs it)
     "Time the 15 subsets of one volume: shared encoder/expert work against 15 separate sliding-window passes."
     torch.set_num_threads(threads)
-    import os, platform
     batches = [int(b) for b in subset_batch.split(',')]
-    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} | {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"load {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} | {machine()}")
     print(f"device {device}, {threads} thread(s), {precision}, medians of {repeats} interleaved repeats (speed-up: median of per-repeat ratios), contrastive head {'on' if contrastive else 'off'}")
     print(f"{'widths':>16} {'size':>5} {'roi':>4} {'windows':>7} {'subsets/call':>12} | {'15 separate s':>13} {'shared s':>9} {'speed-up':>8} | "
           f"{'ideal (MACs)':>12}  E : D : h : Df (GMAC/window)")

@@ -5,7 +5,7 @@ widths (16-32-64-128), 112^3 windows, overlap 0.5, on this machine's CPU. Untrai
     python bench/predict_case.py                                      # today's default path (fp32), prints the table
     python bench/predict_case.py --configs fp32,bf16,fp32/cf --before /tmp/wt-before --threads 2 \\
         --out bench/results/predict_case-$(date +%F)-after.md         # several paths, and the code of another tree, in one run
-    python bench/predict_case.py --agreement RUN_OR_CKPT              # bf16 against fp32 on held-out phantom cases, a trained model
+    python bench/predict_case.py --agreement-run RUN                  # bf16 against fp32 on held-out phantom cases, a trained model
 
 Stages: read + preprocess (`preprocess_case`), each network part summed over the windows (forward hooks: encoders,
 expert decoder, region head, gate, fusion decoder; the rest of the forward — consistency scores, fusion, masking — is
@@ -19,17 +19,18 @@ off, the convolutions take their input in the layout it comes in (channels-first
 to say whether `blocks` should do it at inference). `--before DIR` runs DIR's copy of this script with DIR's package
 (a `git worktree` of an older commit) first, in the same invocation, so both figures see the same machine.
 """
-import os, platform, re, subprocess, sys, tempfile, time
+import atexit, os, re, shutil, subprocess, sys, tempfile, time
 from collections import defaultdict
 from pathlib import Path
 import numpy as np
 import torch
 from fastcore.script import call_parse
-from cloe_nb.core import BRATS_MODALITIES, get_convention
+from train_step import machine   # the machine line of every bench printout (bench/ is on the path)
+from cloe_nb.core import BRATS_MODALITIES, get_convention, save_json
 from cloe_nb.datasets import find_cases
 from cloe_nb.phantom import make_phantom_dataset
 from cloe_nb.model import build_model
-from cloe_nb.inference import preprocess_case, predict_volume, reliability_report, save_nifti, save_json, segmentation
+from cloe_nb.inference import preprocess_case, predict_volume, reliability_report, save_nifti, segmentation
 from cloe_nb.preprocess import restore_probs
 import cloe_nb.inference as inf
 
@@ -134,6 +135,7 @@ def agreement(run:str, n_cases:int=4, size:int=64, seed:int=7402, roi=None)->lis
     "bf16 against fp32 with a trained model on held-out phantom cases: lines of arg-max agreement and seconds per case."
     model, info = inf.load_run(run, 'cpu')
     tmp = Path(tempfile.mkdtemp(prefix='cloe_agree_'))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)   # the phantom case goes when the run ends
     data = make_phantom_dataset(tmp/'raw', n_cases=n_cases, size=size, seed=seed)
     roi = roi or info['roi']
     ck = Path(info['checkpoint'])
@@ -156,11 +158,6 @@ def _summary(totals:list, configs:str)->list:
     return (['## summary', '', f'| configuration | total s | speed-up vs {totals[0][0]} | arg-max agreement with {first} (untrained weights) |', '|---|---|---|---|']
             + [f"| {n} | {t:.1f} | {totals[0][1] / t:.2f}x | {'-' if a is None else f'{100 * a:.2f}%'} |" for n, t, a in totals])
 
-def _machine()->str:
-    load = ', '.join(f'{v:.2f}' for v in os.getloadavg())
-    return (f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads, load {load} at the start; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-
 @call_parse
 def main(threads:int=None,   # torch threads (default: torch's choice)
          roi:int=112,        # window side
@@ -173,7 +170,7 @@ def main(threads:int=None,   # torch threads (default: torch's choice)
          out:str=None):      # also write the markdown here
     "Time cloe-predict's stages on one BraTS-sized phantom case at paper widths, for one or more configurations."
     if threads: torch.set_num_threads(threads)
-    head = _machine()
+    head = f"machine: {machine()}, {torch.get_num_threads()} threads; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
     if agreement_run:
         lines = [head, ''] + agreement(agreement_run)
         print('\n'.join(lines))
@@ -187,6 +184,7 @@ def main(threads:int=None,   # torch threads (default: torch's choice)
         totals.append((f'before ({commit})', total, None))
         print('\n'.join(lines), flush=True)
     tmp = Path(tempfile.mkdtemp(prefix='cloe_bench_'))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)   # the phantom case goes when the run ends
     case = _bratslike_case(tmp, seed, phantom_size)
     torch.manual_seed(0)
     model = build_model('full', 4, 4, (16, 32, 64, 128)).eval()   # as the before-figure's script built it

@@ -15,11 +15,11 @@ A configuration is an ablation/baseline name of `cloe_nb.model`, optionally with
 `full+raw` (the paper-literal gate input), `full+centered`, `full+pc` (training-time corruption, p = 0.3),
 `full+fastai` (fastai's Adam instead of RFNet's), `full+nocon` (no L_con: beta = 0).
 """
-import json, os, platform, subprocess, time
+import json, time
 from fastcore.script import call_parse
+from train_step import machine   # the machine line of every bench printout (bench/ is on the path)
 from datetime import date
 from pathlib import Path
-import numpy as np
 import pandas as pd
 import torch
 
@@ -27,13 +27,6 @@ DEFAULT_CONFIGS = 'full,mean_fusion,full+raw,full+pc,no_gating,no_fusion,early_f
 DATA_SEEDS = dict(train=7301, test=7302)    # phantom dataset seeds used by nothing else in the repository
 OPTIONS = {'raw': dict(score_transform='raw'), 'centered': dict(score_transform='centered'),
            'pc': dict(p_corrupt=0.3), 'fastai': dict(optimizer='fastai'), 'nocon': dict(beta=0.)}
-
-
-def machine_line()->str:
-    "CPU model, cores, torch version: the line every saved bench printout carries."
-    cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), platform.processor()) \
-        if os.path.exists('/proc/cpuinfo') else platform.processor()
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {platform.python_version()}"
 
 
 def make_data(root:Path, n_train:int, n_test:int, size:int)->tuple:
@@ -130,7 +123,7 @@ def main(out:str='bench/results/science',  # results folder (records.jsonl, tabl
     records = [json.loads(l) for l in rec_path.read_text().splitlines()] if rec_path.exists() else []
     done = {(r['config'], r['seed']) for r in records}
     budget = dict(epochs=epochs, iters_per_epoch=iters, patch=patch, widths='8,16,32,64', bs=2, lr=3e-3, fg_ratio=0.8, p_full=0.5)
-    head = (f"# science benchmark, {date.today()}\n# {machine_line()}\n# data: {n_train} training-pool + {n_test} held-out phantom cases at {size}³ "
+    head = (f"# science benchmark, {date.today()}\n# {machine()}\n# data: {n_train} training-pool + {n_test} held-out phantom cases at {size}³ "
             f"(dataset seeds {DATA_SEEDS}); budget {epochs} epochs x {iters} iterations, {budget}; evaluation window {eval_roi}\n")
     if not table_only:
         train_cache, test_cache = make_data(out/'data', n_train, n_test, size)

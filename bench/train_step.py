@@ -15,8 +15,9 @@ Timed steps are stratified the same way: `repeats` steps for each |A| = 1..M (wh
 medians weighted by C(M, k) / (2^M - 1) give the expected step under uniform sampling. (A handful of random draws
 would make the ratio depend on the draw: at batch 1 three steps may average |A| = 3.3 instead of 32/15 = 2.13.)
 """
-import math, os, resource, statistics, sys, time, platform, datetime
+import math, os, resource, statistics, time, platform, datetime
 from fastcore.script import call_parse
+from cloe_nb.core import check_choice
 import multiprocessing as mp
 
 FORMULATIONS = ('cloe', 'all')
@@ -267,8 +268,8 @@ def main(sizes:str='32,48,64',      # cubic patch sides, e.g. 32,48,64,96,112
          seed:int=0,                # random seed
          omp_wait:str='PASSIVE'):   # OMP_WAIT_POLICY of the measuring processes ('': the environment's); PASSIVE: no spinning
     "Time one training step of CLoE against the all-encoders formulation: seconds, peak memory, FLOPs."
-    if amp not in ('none', 'bf16', 'fp16'): raise SystemExit(f"--amp: expected none, bf16 or fp16, got {amp!r}")
-    if subsets not in ('uniform', 'full'): raise SystemExit(f"--subsets: expected uniform or full, got {subsets!r}")
+    try: check_choice(amp, ('none', 'bf16', 'fp16'), '--amp'); check_choice(subsets, ('uniform', 'full'), '--subsets')
+    except ValueError as e: raise SystemExit(str(e)) from None
     bench(_ints(sizes), _ints(widths), bs, repeats, tuple(formulations.split(',')), tuple(variants.split(',')),
           device, threads, amp, compile, checkpoint, flops, seed, omp_wait=omp_wait or None,
           subsets=subsets, flops_at=flops_at)

@@ -264,8 +264,7 @@ def cloe_dataloaders(cache:str|Path|list,       # a cache folder (see `cloe-prep
     if num_workers < 0: raise ValueError(f"num_workers: {num_workers}; expected 0 or more loader threads")
     pin, types = torch.cuda.is_available(), TrainTypes(train[0].meta['modalities'], train[0].meta['convention'])
     tdl = ThreadedDataLoader(PatchDataset(train, patch, True, n, fg_ratio, seed, **tfm_kwargs), threads=num_workers,
-                             bs=bs,
-                             shuffle=True, pin_memory=pin, after_batch=types)
+                             bs=bs, shuffle=True, pin_memory=pin, after_batch=types)
     tdl.rng = random.Random(seed)
     vdl = ThreadedDataLoader(PatchDataset(valid, patch, False) if valid else [], threads=min(num_workers, 2), bs=bs,
                              shuffle=False, pin_memory=pin, after_batch=types)
@@ -336,7 +335,8 @@ def show_batch(x:TensorVolumes,    # (B, M, D, H, W) images of the batch
     return axs
 
 @dispatch
-def show_results(x:TensorVolumes, y:TensorLabelMap,  # the batch: images (B, M, D, H, W), labels (B, 1, D, H, W)
+def show_results(x:TensorVolumes,    # the batch's images (B, M, D, H, W)
+                 y:TensorLabelMap,   # the batch's labels (B, 1, D, H, W)
                  samples,           # fastai's (image, label) per sample
                  outs,              # fastai's (predicted label map,) per sample
                  *, ctxs=None,      # 3 axes per sample; None: a new figure

@@ -9,11 +9,11 @@ __all__ = ['BRATS_MODALITIES', 'PROSTATE_MODALITIES', 'MODALITY_NAMES', 'CONVENT
            'parse_subset', 'subset_name', 'all_subsets', 'package_data', 'published_tables', 'demo_run',
            'LabelConvention', 'get_convention', 'labels_to_classes', 'check_classes', 'classes_to_labels',
            'region_masks', 'voxel_size', 'cli_errors', 'quiet_fastai', 'check_choice', 'with_hint', 'writable_dir',
-           'make_temp', 'atomic_write', 'save_json', 'show_doc_renderer']
+           'make_temp', 'atomic_write', 'write_atomic', 'save_json', 'show_doc_renderer']
 
 # %% ../nbs/00_core.ipynb #c0d10e52
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.resources import files
 from itertools import combinations
 from pathlib import Path
@@ -199,7 +199,7 @@ def voxel_size(spacing,                 # '0.6,0.6,3.6', '1' (isotropic), a numb
     return tuple(vals)
 
 # %% ../nbs/00_core.ipynb #5b0a3f1c
-import contextlib, functools, json, os, stat, sys, warnings
+import contextlib, functools, os, stat, sys, warnings
 _USER_ERRORS = (ValueError, OSError, KeyError, RuntimeError)  # OSError: missing files, permissions, full disks...
 
 def cli_errors(func:callable  # a command-line entry point
@@ -254,7 +254,6 @@ def writable_dir(path:str|Path,  # output folder, created with its parents if ne
                  what:str='out'    # the argument's name, for the error message
                 )->Path:         # the folder
     "Create an output folder if needed, with one clear error naming the argument when it cannot be written."
-    from pathlib import Path
     path = Path(path).expanduser()
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -275,7 +274,6 @@ def make_temp(folder:str|Path,   # an existing folder to create it in
              )->Path:            # the new empty file (or folder), with a name no one else holds
     "Create a uniquely named file (or folder) with the mode `open()` (`mkdir`) gives: 0o666 (0o777) less the umask."
     import secrets
-    from pathlib import Path
     for _ in range(100):
         p = Path(folder)/f'{prefix}{secrets.token_hex(6)}{suffix}'
         try:
@@ -296,7 +294,6 @@ def atomic_write(path:str|Path,  # destination file; its folder is created if ne
                  write:callable    # write(tmp_path): writes the whole content to the temporary path
                 )->Path:         # the destination
     "Write a file through a temporary name in the same folder, then rename it: never a half-written file."
-    from pathlib import Path
     path = Path(path)
     if path.is_dir(): raise IsADirectoryError(f"{path}: is a folder; expected the name of a file to write")
     writable_dir(path.parent, 'output folder')
@@ -314,11 +311,17 @@ def atomic_write(path:str|Path,  # destination file; its folder is created if ne
     return path
 
 # %% ../nbs/00_core.ipynb #4d02a790
+def write_atomic(path:str|Path,  # destination file; its folder is created if needed
+                 text:str        # the whole content
+                )->Path:         # the path written
+    "Write text (UTF-8) to `path` through `atomic_write`: a reader never sees half a file."
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding='utf-8'))
+
 def save_json(obj:dict,      # JSON-able data
               path:str|Path  # destination file
              )->Path:        # the destination
-    "Write `obj` as indented JSON through `atomic_write`: a reader never sees half a file."
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2), encoding='utf-8'))
+    "Write `obj` as indented JSON with `write_atomic`."
+    return write_atomic(path, json.dumps(obj, indent=2))
 
 # %% ../nbs/00_core.ipynb #c2da084a
 def show_doc_renderer(sym,                  # the class or function to document

@@ -10,11 +10,11 @@ __all__ = ['BRATS_FILE_TAGS', 'BRATS2023_FILE_TAGS', 'LAYOUTS', 'Case', 'find_ca
 
 # %% ../nbs/01_datasets.ipynb #67349fce
 import csv, gzip, json, math, os, re, zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 import nibabel as nib
-from .core import (BRATS_MODALITIES, PROSTATE_MODALITIES, CONVENTIONS, get_convention,
+from .core import (BRATS_MODALITIES, PROSTATE_MODALITIES, CONVENTIONS, check_choice, get_convention,
                           labels_to_classes, package_data)
 
 # %% ../nbs/01_datasets.ipynb #8acbbf53
@@ -192,8 +192,7 @@ def find_cases(root:str|Path,              # dataset folder as downloaded (or a 
               )->list:                     # `Case` records sorted by id
     "All cases of a dataset folder in one of the supported on-disk layouts."
     root = Path(root).expanduser()
-    if layout not in ('auto',) + LAYOUTS:
-        raise ValueError(f"layout: unknown {layout!r}; expected 'auto' or one of {list(LAYOUTS)}")
+    check_choice(layout, ('auto',) + LAYOUTS, 'layout')
     if convention is not None: get_convention(convention)
     if layout == 'auto': layout = _detect_layout(root)
     if layout == 'csv':

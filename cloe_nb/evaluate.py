@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 from fastcore.script import call_parse, store_true
 from .core import (atomic_write, cli_errors, with_hint, writable_dir, get_convention, parse_subset, subset_name,
-                          all_subsets, region_masks, labels_to_classes, save_json)
+                          all_subsets, region_masks, labels_to_classes, save_json, write_atomic)
 import torch
 from .datasets import find_cases, load_split, read_id_file, read_labels
 from .preprocess import CacheEntry, is_cache, load_cache, prepare_case, restore_probs
 from .metrics import (check_hd95, dice_scores, score_case, score_volumes, subset_table, compare_with_published,
-                             write_table, write_atomic, table_to_markdown)
+                             write_table, table_to_markdown)
 
 
 # %% ../nbs/32_evaluate.ipynb #4ea3aa3e

@@ -22,10 +22,10 @@ from monai.inferers import sliding_window_inference
 from fastcore.script import call_parse, store_true
 from .core import (atomic_write, demo_run, default_modalities, writable_dir, save_json, BRATS_MODALITIES,
                           PROSTATE_MODALITIES,
-                          all_subsets, subset_name, modality_name, parse_subset, get_convention, classes_to_labels,
+                          all_subsets, modality_name, parse_subset, get_convention, classes_to_labels,
                           region_masks, check_choice, cli_errors, with_hint)
 from .consistency import expert_scores
-from .datasets import BRATS_FILE_TAGS, BRATS2023_FILE_TAGS, Case, find_cases, read_case
+from .datasets import BRATS_FILE_TAGS, BRATS2023_FILE_TAGS, Case, find_cases
 from .preprocess import as_float16, prepare_arrays, restore_nifti, restore_probs
 from .learner import load_checkpoint, model_from_checkpoint, save_checkpoint, model_config
 

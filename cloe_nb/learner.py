@@ -345,8 +345,7 @@ class RunFolder(Callback):
         is_best = score is not None and float(score) > self.best
         if is_best: self.best = float(score)
         meta = dict(metrics={k: (float(v) if v is not None else None) for k, v in vals.items()}, best=self.best,
-                    monitor=self.monitor,
-                    **(self.extra or {}))
+                    monitor=self.monitor, **(self.extra or {}))
         save_checkpoint(self.run_dir/'last.pth', self.model, self.model_config, self.opt, epoch,
                         train_state=train_state(self.learn), **meta)
         if is_best: save_checkpoint(self.run_dir/'best.pth', self.model, self.model_config, None, epoch, **meta)
@@ -375,7 +374,6 @@ def plot_curves(run_dir:str|Path,   # a run folder with log.csv
                )->Figure|None:    # the figure (None when there is no log yet)
     "Loss and Dice curves of a run, read from its log.csv (and saved as a PNG in the run folder)."
     import pandas as pd
-    from matplotlib.figure import Figure
     run_dir = Path(run_dir); log = run_dir/'log.csv'
     if not log.exists(): return None
     df = pd.read_csv(log)
@@ -396,8 +394,7 @@ def plot_curves(run_dir:str|Path,   # a run folder with log.csv
 def resolve_precision(mixed_precision:str|None='auto'  # 'auto', 'bf16', 'fp16', or None / 'none' (off)
                      )->str|None:                      # 'bf16', 'fp16' or None
     "The autocast mode of a training run: 'auto' is bf16 on GPUs with native bf16, fp16 on others (a T4), off on CPUs."
-    if mixed_precision not in ('auto', 'bf16', 'fp16', 'none', None):
-        raise ValueError(f"mixed_precision: expected auto, bf16, fp16 or none, got {mixed_precision!r}")
+    check_choice(mixed_precision, ('auto', 'bf16', 'fp16', 'none', None), 'mixed_precision')
     if mixed_precision in (None, 'none') or (mixed_precision == 'auto' and not torch.cuda.is_available()): return None
     if not torch.cuda.is_available():
         raise ValueError(f"mixed_precision: {mixed_precision!r} needs a CUDA GPU "

@@ -7,21 +7,20 @@ Docs: https://cloe-nb.github.io/cloe_nb/metrics.html.md"""
 # %% auto #0
 __all__ = ['HD95_EMPTY', 'HD95_DEFINITIONS', 'dice_scores', 'check_hd95', 'surface_distances', 'hd95_scores',
            'postprocess_small_region', 'score_case', 'score_volumes', 'region_probs', 'region_dice',
-           'region_dice_metrics', 'subset_table', 'published_table', 'compare_with_published', 'write_atomic',
-           'table_to_markdown', 'write_table']
+           'region_dice_metrics', 'subset_table', 'published_table', 'compare_with_published', 'table_to_markdown',
+           'write_table']
 
 # %% ../nbs/31_metrics.ipynb #7e17399e
-import os, tempfile, warnings
+import tempfile, warnings
 from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from monai.metrics import compute_dice, compute_hausdorff_distance
-from .core import (atomic_write, BRATS_MODALITIES, PROSTATE_MODALITIES, LabelConvention, check_choice,
-                          check_classes,
+from .core import (BRATS_MODALITIES, PROSTATE_MODALITIES, LabelConvention, check_choice, check_classes,
                           get_convention, region_masks, labels_to_classes, parse_subset, subset_name, all_subsets,
-                          published_tables)
+                          published_tables, write_atomic)
 from .preprocess import bounding_box, voxel_spacing
 
 # %% ../nbs/31_metrics.ipynb #bbc8adc1
@@ -41,7 +40,8 @@ def _spacing(spacing, ndim):
     if any(s <= 0 for s in sp): raise ValueError(f"spacing: expected positive voxel sizes in mm, got {sp}")
     return sp
 
-def check_hd95(definition:str)->str:  # 'pooled' or 'max', returned as is
+def check_hd95(definition:str  # 'pooled' (the BraTS tables') or 'max' (MONAI's)
+              )->str:          # `definition`, when it is one of them
     "Validate an HD95 definition name, with one clear error naming `--hd95`."
     return check_choice(definition, HD95_DEFINITIONS, 'hd95', "pooled: the BraTS tables'")
 
@@ -258,8 +258,8 @@ def published_table(method:str='CLoE',           # row of the published table: '
     methods = [k for k in t if k not in ('source', 'columns', 'note')]
     if method not in methods: raise ValueError(f"method: {method!r} is not in {table}; expected one of {methods}")
     if table == 'brats2020_table1':
-        out = pd.DataFrame({r: {c: v[c] for c in pub['subset_column_order'] + ['Avg']} for r,
-                            v in t[method].items()}).T
+        cols = pub['subset_column_order'] + ['Avg']
+        out = pd.DataFrame({r: {c: v[c] for c in cols} for r, v in t[method].items()}).T
     elif table == 'ablation_table': out = pd.DataFrame({'Avg': dict(zip(t['columns'], t[method]))})
     else: out = pd.DataFrame([t[method]], index=['PZ'], columns=t['columns'])
     out.index.name, out.columns.name = 'region', 'subset'
@@ -292,12 +292,6 @@ def compare_with_published(table:pd.DataFrame,   # our Dice table from `subset_t
     return out
 
 # %% ../nbs/31_metrics.ipynb #29ac8e34
-def write_atomic(path:str|Path,  # destination file; its folder is created if needed
-                 text:str        # the whole content
-                )->Path:         # the path written
-    "Write text to `path` atomically (`cloe_nb.core.atomic_write`)."
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
-
 def table_to_markdown(table:pd.DataFrame,  # a table from `subset_table`, `compare_with_published` or a per-case frame
                       decimals:int=2       # digits after the decimal point for floats
                      )->str:               # a GitHub-flavoured markdown table

@@ -16,7 +16,7 @@ import numpy as np
 from scipy import ndimage
 import nibabel as nib
 from fastcore.script import call_parse, store_true
-from .core import BRATS_MODALITIES, PROSTATE_MODALITIES, cli_errors, make_temp, voxel_size, writable_dir
+from .core import BRATS_MODALITIES, PROSTATE_MODALITIES, check_choice, cli_errors, make_temp, voxel_size, writable_dir
 
 # %% ../nbs/02_phantom.ipynb #bc515c13
 def _upsample_matrix(n, size):
@@ -55,8 +55,7 @@ def _nilearn_available():
     except ImportError: return False
 
 def _resolve_anatomy(anatomy):
-    if anatomy not in ('auto', 'mni152', 'analytic'):
-        raise ValueError(f"anatomy: unknown {anatomy!r}; expected 'auto', 'mni152' or 'analytic'")
+    check_choice(anatomy, ('auto', 'mni152', 'analytic'), 'anatomy')
     if anatomy == 'auto': return 'mni152' if _nilearn_available() else 'analytic'
     if anatomy == 'mni152' and not _nilearn_available():
         raise RuntimeError("anatomy='mni152' needs nilearn, the optional extra: pip install 'cloe-nb[phantom]' "
@@ -303,17 +302,13 @@ def prostate_phantom(size:int=96,        # side of the cubic volume (with `spaci
 # %% ../nbs/02_phantom.ipynb #b5ce9524
 PHANTOM_LAYOUTS = {'brats2020': brats_phantom, 'msd-task05': prostate_phantom}   # layout name -> case generator
 
-def _check_layout(layout):
-    if layout not in PHANTOM_LAYOUTS: raise ValueError(f"layout: unknown {layout!r}; expected one of "
-                                                       f"{list(PHANTOM_LAYOUTS)}")
-
 def phantom_case(size:int=96,              # side of the cubic volume, voxels (at least 24)
                  seed:int=0,               # random seed: same seed, same case
                  layout:str='brats2020',   # 'brats2020' or 'msd-task05'
                  **kw                      # passed to `brats_phantom` or `prostate_phantom`
                 )->dict:                   # one array per modality tag, `seg` in the dataset's label values, `affine`
     "One phantom case in the vocabulary of `layout`'s dataset."
-    _check_layout(layout)
+    check_choice(layout, tuple(PHANTOM_LAYOUTS), 'layout')
     return PHANTOM_LAYOUTS[layout](size=size, seed=seed, **kw)
 
 # %% ../nbs/02_phantom.ipynb #17470857
@@ -370,7 +365,7 @@ def make_phantom_dataset(out:str|Path,           # dataset folder to create
     "Write a phantom dataset in the on-disk layout of BraTS 2020 or MSD Task05, atomically."
     if kw.get('spacing') is not None and layout != 'msd-task05':
         raise ValueError(f"spacing: only for layout 'msd-task05'; {layout!r} phantoms are on BraTS's 1 mm grid")
-    _check_layout(layout); _check_size(size)
+    check_choice(layout, tuple(PHANTOM_LAYOUTS), 'layout'); _check_size(size)
     if isinstance(n_cases, bool) or not isinstance(n_cases, (int, np.integer)) or n_cases < 1:
         raise ValueError(f"n_cases: expected a positive integer, got {n_cases!r}")
     out = Path(out).expanduser()

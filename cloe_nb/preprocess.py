@@ -74,8 +74,8 @@ def parse_spacing(spacing:str|float|tuple|list|None  # None, 'native', 'auto', '
 # %% ../nbs/03_preprocess.ipynb #9849ba4c
 def voxel_spacing(affine:np.ndarray  # 4×4 voxel-to-world matrix
                  )->tuple:           # (x, y, z) voxel sizes along the array axes, mm
-    "Voxel size along each array axis: the lengths of the affine's first three columns."
-    return tuple(float(v) for v in np.sqrt((np.asarray(affine, dtype=np.float64)[:3, :3] ** 2).sum(0)))
+    "Voxel size along each array axis: the lengths of the affine's first three columns (nibabel's `voxel_sizes`)."
+    return tuple(float(v) for v in nib.affines.voxel_sizes(np.asarray(affine, dtype=np.float64)))
 
 def _grid_map(n_from, n_to)->tuple:
     "(scale, offset) taking voxel indices of an `n_to` grid to those of an `n_from` grid over the same field of view."
@@ -490,8 +490,8 @@ def dataset_spacing(cases:list,    # `Case` records, as `find_cases` returns the
 
 _LABEL_HINT = {'brats': "a label named <case>_seg.nii.gz (or .nii) in each case folder",
                'brats2023': "a label named <case>-seg.nii.gz in each case folder",
-               'msd': "a label listed for each training case in dataset.json", 'csv': "a label path in the .csv's "
-                                                                                      "label column"}
+               'msd': "a label listed for each training case in dataset.json",
+               'csv': "a label path in the .csv's label column"}
 
 def _unlabelled_warning(data, cases:list, unlabelled:list)->str:
     layout = next(c.layout for c in cases if c.id == unlabelled[0])

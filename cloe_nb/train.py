@@ -29,7 +29,9 @@ from .model import CLoE, get_config
 from .losses import CLoELoss
 from .learner import cloe_learner, resume, plot_curves, resolve_precision, optimizer_func, LR_STEPS
 from .gating import check_score_transform
-with quiet_fastai(): from fastai.torch_core import set_seed
+with quiet_fastai():
+    from fastai.torch_core import set_seed
+    from fastai.distributed import DistributedDL, rank_distrib
 
 # %% ../nbs/21_train.ipynb #c797b881
 @dataclass
@@ -265,7 +267,6 @@ def _broadcast(self, t, rank):
 @contextlib.contextmanager
 def gloo_broadcast():
     "While the block runs, fastai's `DistributedDL` broadcasts on the CPU under gloo (on CUDA under NCCL, as fastai)."
-    with quiet_fastai(): from fastai.distributed import DistributedDL
     fastai_broadcast = vars(DistributedDL)['_broadcast']
     DistributedDL._broadcast = _broadcast
     try: yield
@@ -364,7 +365,6 @@ def train(data:str|Path|None=None,  # dataset folder or cloe-prepare cache; None
           **options                  # `TrainConfig` fields; None = default
          ):                          # the fastai Learner after training
     "Train CLoE (or an ablation / baseline) into a run folder."
-    with quiet_fastai(): from fastai.distributed import rank_distrib
     run_dir = Path(out)
     saved = _saved_run(run_dir, resume_run)
     if saved is not None: data = data if data is not None else saved.get('data')
@@ -494,7 +494,6 @@ def train_cli(data:str=None,        # dataset folder or cloe-prepare cache; omit
     except KeyboardInterrupt:
         print(f"cloe-train: {_interrupted(data, out, layout=layout, cache=cache, skip_bad=skip_bad)}", file=sys.stderr)
         raise SystemExit(130)
-    with quiet_fastai(): from fastai.distributed import rank_distrib
     if rank_distrib(): return
     print(summary(learn, out))
     print(f"wall time: {time.time() - t0:.0f} s")

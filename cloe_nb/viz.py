@@ -15,17 +15,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import nibabel as nib
-from torch import nn
-from ipywidgets import Widget
 from matplotlib.figure import Figure
 from matplotlib.colors import to_rgba
 from matplotlib.patches import Patch
 from matplotlib import colormaps
 from .core import (BRATS_MODALITIES, PROSTATE_MODALITIES, LabelConvention, check_choice, check_classes,
-                          get_convention,
-                          labels_to_classes, with_hint,
-                          modality_name, parse_subset, subset_name, all_subsets, region_masks)
-from .preprocess import voxel_spacing
+                          get_convention, labels_to_classes, with_hint, modality_name, parse_subset, subset_name,
+                          all_subsets, region_masks)
 
 # %% ../nbs/40_viz.ipynb #d98f572a
 DISPLAY_AXES = ('L', 'P', 'S')   # voxel axes of the display grid every figure reorients to
@@ -53,7 +49,7 @@ def to_display(volume:np.ndarray,         # (..., X, Y, Z): leading axes (modali
     out = nib.orientations.apply_orientation(spatial_first, ornt)
     out = np.moveaxis(out, [a - len(lead) for a in lead], lead) if lead else out
     spacing = np.empty(3)
-    spacing[ornt[:, 0].astype(int)] = voxel_spacing(affine)
+    spacing[ornt[:, 0].astype(int)] = nib.affines.voxel_sizes(affine)
     return out, tuple(float(s) for s in spacing), nib.aff2axcodes(affine)
 
 def plane_slice(volume:np.ndarray,  # (..., X, Y, Z) on the L-P-S display grid
@@ -83,8 +79,8 @@ def class_colours(convention:str|LabelConvention='brats'  # label convention: wh
     "Overlay colour of each class of a convention."
     lc = get_convention(convention)
     cmap = colormaps['tab10']
-    return np.array([(0., 0., 0., 0.)] + [to_rgba(CLASS_COLOURS.get(n, cmap(i))) for i,
-                                          n in enumerate(lc.class_names[1:])])
+    colours = [to_rgba(CLASS_COLOURS.get(n, cmap(i))) for i, n in enumerate(lc.class_names[1:])]
+    return np.array([(0., 0., 0., 0.)] + colours)
 
 def best_slices(classes:np.ndarray|None,  # (X, Y, Z) class indices on the display grid, or None
                 shape:tuple|None=None      # spatial shape, needed when `classes` is None
@@ -158,8 +154,7 @@ def _orientation_note(codes, affine):
     return f"radiological view: patient left on image right (file axes {''.join(codes)}, {src})"
 
 def _planes(plane):
-    if plane == 'all': return list(PLANES)[::-1]   # axial, coronal, sagittal
-    if plane not in PLANES: raise ValueError(f"plane: expected 'all' or one of {list(PLANES)}, got {plane!r}")
+    if check_choice(plane, ('all', *PLANES), 'plane') == 'all': return list(PLANES)[::-1]   # axial, coronal, sagittal
     return [plane]
 
 def _indices(index, planes, best):
@@ -214,6 +209,7 @@ def expert_agreement(expert_probs:np.ndarray,           # (M, C, *S) class proba
     "Voxel-wise agreement of the available experts."
     probs = _np(expert_probs)
     if probs.ndim < 3: raise ValueError(f"expert_probs: expected (M, C, *spatial), got shape {probs.shape}")
+    check_choice(kind, ('vote', 'std'), 'kind')
     avail = np.ones(len(probs), bool) if avail is None else np.asarray(_np(avail), bool).reshape(-1)
     if len(avail) != len(probs): raise ValueError(f"avail: {len(avail)} entries for {len(probs)} experts")
     if not avail.any(): raise ValueError("avail: no expert is available; at least one is required")
@@ -223,8 +219,7 @@ def expert_agreement(expert_probs:np.ndarray,           # (M, C, *S) class proba
         if ref.shape != p.shape[2:]: raise ValueError(f"reference: shape {ref.shape}, expected the spatial shape "
                                                       f"{p.shape[2:]}")
         return (p.argmax(1) == ref[None]).mean(0)
-    if kind == 'std': return (1 - p[:, 0]).std(0)
-    raise ValueError(f"kind: expected 'vote' or 'std', got {kind!r}")
+    return (1 - p[:, 0]).std(0)   # 'std'
 
 # %% ../nbs/40_viz.ipynb #506d3d6a
 EXPERT_PANELS = ('experts', 'fused', 'label', 'agreement', 'weights')   # what `show_experts` can draw
@@ -276,7 +271,7 @@ def show_experts(image:np.ndarray,                  # (M, X, Y, Z) images, modal
                  index:int|None=None,               # slice on the L-P-S grid; None: most foreground (fused or label)
                  affine:np.ndarray|None=None,       # voxel-to-world matrix; None: the prediction's, else L, P, S axes
                  agreement:str='vote',              # agreement map: 'vote' or 'std' (see `expert_agreement`)
-                 panels:tuple=EXPERT_PANELS,        # which panels to draw, in this order
+                 panels:tuple=EXPERT_PANELS,        # which panels: experts on a first row, the others in this order
                  alpha:float=0.5,                   # overlay opacity
                  *, title:str|None=None,            # figure title (the orientation note is always added); keyword-only
                  size:float=1.8                     # panel side, inches
@@ -311,8 +306,8 @@ def show_experts(image:np.ndarray,                  # (M, X, Y, Z) images, modal
     fused_cls = None if fused is None else _np(fused).argmax(0)
     agree = expert_agreement(probs, avail, fused_cls, agreement)
     disp, spacing, codes = to_display(image, affine)
-    maps = {k: to_display(v, affine)[0] for k,
-            v in dict(experts=probs.argmax(1), fused=fused_cls, label=label, agreement=agree).items() if v is not None}
+    maps = dict(experts=probs.argmax(1), fused=fused_cls, label=label, agreement=agree)
+    maps = {k: to_display(v, affine)[0] for k, v in maps.items() if v is not None}
     if index is None: index = best_slices(maps.get('fused', maps.get('label')), disp.shape[1:])[plane]
     asp, sl = _aspect(spacing, plane), (lambda v: plane_slice(v, plane, index))
     show = [p for p in panels if p != 'label' or label is not None]
@@ -428,7 +423,7 @@ def show_curves(run_dir:str|Path,       # a run folder with log.csv (written by 
     return fig
 
 # %% ../nbs/40_viz.ipynb #639bc96f
-def view_prediction(model:nn.Module,  # a CLoE model called as model(x, avail)
+def view_prediction(model,            # a CLoE model (torch.nn.Module) called as model(x, avail)
                  image:np.ndarray,         # (M, X, Y, Z) z-scored images of one case
                  avail:tuple,              # (M,) availability of the subset to predict with
                  modalities:tuple=BRATS_MODALITIES,  # modality tags of the image channels
@@ -461,7 +456,7 @@ def _widget_frontend()->bool:
 class Explorer:
     "One case, a model, and the current view: plane, slice, modality subset, overlay opacity."
     def __init__(self,
-                 model:nn.Module,          # a CLoE model called as model(x, avail)
+                 model,                    # a CLoE model (torch.nn.Module) called as model(x, avail)
                  image:np.ndarray,                 # (M, X, Y, Z) z-scored images of one case
                  label:np.ndarray|None=None,       # (X, Y, Z) class indices, or None
                  modalities:tuple=BRATS_MODALITIES,  # modality tags of the image channels
@@ -505,7 +500,7 @@ class Explorer:
         self.state['weights'] = p['fusion_weights']
         return self.fig
 
-    def widget(self)->Widget:
+    def widget(self):
         "Controls and the figure as an ipywidgets box; every change redraws (re-running the model for a new subset)."
         import ipywidgets as W
         from IPython.display import display
@@ -546,7 +541,7 @@ class Explorer:
 def explore(*args,                        # `Explorer`'s arguments: model, image, label, modalities, convention, affine
             interactive:bool|None=None,   # None: widgets when a frontend exists; False: the static figure
             **kwargs                      # `Explorer`'s arguments by name (label ..., plane, alpha, roi)
-           )->Widget|Figure:              # the widget box, or the static figure without a frontend
+           ):                             # the widget box, or the static figure without a frontend
     "Explore a case interactively: plane, slice, modality subset (re-running the model), overlay opacity."
     if interactive is None: interactive = _widget_frontend()
     if interactive:
